@@ -1,0 +1,370 @@
+//! A serial line: a real UART or USB adapter, or the slave side of a pseudo-terminal
+//! in the virtual lab, opened the same way (`serialport`'s `TTYPort`, raw 8N1).
+//!
+//! One dedicated thread reads the line and hands every chunk to a callback as it
+//! arrives; [`SerialWriter`] handles (cloneable) write with an overall deadline.
+//! Nothing here blocks an async runtime worker: reading runs on its own thread,
+//! and [`SerialWriter::write`] moves the blocking write to `spawn_blocking`.
+//!
+//! When the port goes away (EIO or hang-up: adapter unplugged, simulator gone) the
+//! reader first drains whatever the kernel still buffers, delivers it, then reports
+//! [`ReadEvent::Closed`] and marks the line failed; from then on writes and waiters
+//! get a [`RigError::Instrument`].
+
+use crate::error::{RigError, RigResult};
+use serialport::TTYPort;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Per-`read()` timeout of the reader thread: how soon it notices it should stop.
+const READ_SLICE: Duration = Duration::from_millis(50);
+/// Size of one read.
+const READ_CHUNK: usize = 4096;
+/// Upper bound on what is drained from the kernel after a hang-up.
+const DRAIN_LIMIT: usize = 1 << 20;
+/// Default overall deadline of one write (wall time).
+pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Lock a mutex, recovering the data if another thread panicked while holding it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the reader thread hands to its callback.
+#[derive(Debug)]
+pub enum ReadEvent<'a> {
+    /// Bytes as received, in order.
+    Data(&'a [u8]),
+    /// The port is gone; no more events follow.
+    Closed(&'a RigError),
+}
+
+/// Health of a line, shared by its reader, writers and whoever waits on it.
+#[derive(Clone)]
+pub struct LineStatus {
+    inner: Arc<StatusInner>,
+}
+
+struct StatusInner {
+    instrument: String,
+    failure: Mutex<Option<String>>,
+    failed: watch::Sender<bool>,
+}
+
+impl LineStatus {
+    fn new(instrument: &str) -> LineStatus {
+        let (failed, _) = watch::channel(false);
+        LineStatus {
+            inner: Arc::new(StatusInner {
+                instrument: instrument.to_string(),
+                failure: Mutex::new(None),
+                failed,
+            }),
+        }
+    }
+
+    /// Name used in errors (the port path).
+    pub fn instrument(&self) -> &str {
+        &self.inner.instrument
+    }
+
+    /// Mark the line failed (the first failure is kept).
+    pub fn fail(&self, detail: impl std::fmt::Display) {
+        {
+            let mut f = lock(&self.inner.failure);
+            if f.is_none() {
+                *f = Some(detail.to_string());
+            }
+        }
+        self.inner.failed.send_replace(true);
+    }
+
+    /// The failure, if the line has failed.
+    pub fn error(&self) -> Option<RigError> {
+        lock(&self.inner.failure)
+            .as_ref()
+            .map(|d| RigError::instrument(&self.inner.instrument, d))
+    }
+
+    /// Wait until the line fails.
+    pub async fn failed(&self) -> RigError {
+        let mut rx = self.inner.failed.subscribe();
+        loop {
+            if let Some(e) = self.error() {
+                return e;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives in `self`; this cannot happen while we hold it.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// The writing side of a line. Clones share the port and serialise writes.
+#[derive(Clone)]
+pub struct SerialWriter {
+    port: Arc<Mutex<TTYPort>>,
+    status: LineStatus,
+}
+
+impl SerialWriter {
+    /// Write every byte or fail; blocks the calling thread for at most `deadline`.
+    /// A peer that stops reading makes this return an instrument error after the
+    /// deadline (with the count of bytes that went out) without failing the line;
+    /// a port that is gone fails the line.
+    pub fn write_blocking(&self, bytes: &[u8], deadline: Duration) -> RigResult<()> {
+        if let Some(e) = self.status.error() {
+            return Err(e);
+        }
+        let end = Instant::now() + deadline;
+        let mut port = lock(&self.port);
+        let mut done = 0;
+        while done < bytes.len() {
+            match port.write(&bytes[done..]) {
+                Ok(0) => {
+                    let e = "write returned 0 bytes";
+                    self.status.fail(e);
+                    return Err(RigError::instrument(self.status.instrument(), e));
+                }
+                Ok(n) => done += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted
+                    ) =>
+                {
+                    if Instant::now() >= end {
+                        return Err(RigError::instrument(
+                            self.status.instrument(),
+                            format!(
+                                "write stalled: {done} of {} bytes accepted within {deadline:?}",
+                                bytes.len()
+                            ),
+                        ));
+                    }
+                }
+                Err(e) => {
+                    let detail = format!("write failed: {e}");
+                    self.status.fail(&detail);
+                    return Err(RigError::instrument(self.status.instrument(), detail));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Write from async code (the blocking write runs on `spawn_blocking`).
+    pub async fn write(&self, bytes: Vec<u8>) -> RigResult<()> {
+        let w = self.clone();
+        tokio::task::spawn_blocking(move || w.write_blocking(&bytes, DEFAULT_WRITE_DEADLINE))
+            .await
+            .map_err(|e| RigError::Other(format!("serial write task: {e}")))?
+    }
+
+    pub fn status(&self) -> &LineStatus {
+        &self.status
+    }
+}
+
+/// An open serial line. Dropping it stops the reader thread (within one read slice).
+pub struct SerialLine {
+    path: String,
+    status: LineStatus,
+    writer: SerialWriter,
+    reader: Mutex<Option<TTYPort>>,
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl SerialLine {
+    /// Open `path` at `baud`, 8N1, raw, no flow control, exclusive (a second opener
+    /// gets EBUSY, as another program holding a bench adapter would).
+    pub fn open(path: &str, baud: u32) -> RigResult<SerialLine> {
+        let port = serialport::new(path, baud)
+            .data_bits(serialport::DataBits::Eight)
+            .parity(serialport::Parity::None)
+            .stop_bits(serialport::StopBits::One)
+            .flow_control(serialport::FlowControl::None)
+            .timeout(READ_SLICE)
+            .open_native()
+            .map_err(|e| RigError::instrument(path, format!("open at {baud} baud: {e}")))?;
+        // Non-blocking descriptor: `write` returns what fits instead of blocking past
+        // the deadline when the peer stops reading (reads are preceded by a poll).
+        // SAFETY: the descriptor belongs to `port`, which outlives this borrow.
+        let fd = unsafe { BorrowedFd::borrow_raw(port.as_raw_fd()) };
+        nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| RigError::instrument(path, format!("set non-blocking: {e}")))?;
+        let reader = port
+            .try_clone_native()
+            .map_err(|e| RigError::instrument(path, format!("clone: {e}")))?;
+        let status = LineStatus::new(path);
+        Ok(SerialLine {
+            path: path.to_string(),
+            writer: SerialWriter {
+                port: Arc::new(Mutex::new(port)),
+                status: status.clone(),
+            },
+            status,
+            reader: Mutex::new(Some(reader)),
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: Mutex::new(None),
+        })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn writer(&self) -> SerialWriter {
+        self.writer.clone()
+    }
+
+    pub fn status(&self) -> LineStatus {
+        self.status.clone()
+    }
+
+    /// Start the reader thread; `on_event` runs on it for every chunk received and
+    /// once at the end if the port goes away. Call once.
+    pub fn start_reader<F>(&self, on_event: F) -> RigResult<()>
+    where
+        F: FnMut(ReadEvent<'_>) + Send + 'static,
+    {
+        let port = lock(&self.reader)
+            .take()
+            .ok_or_else(|| RigError::Other(format!("{}: reader already started", self.path)))?;
+        let stop = self.stop.clone();
+        let status = self.status.clone();
+        let name = format!("serial {}", self.path);
+        let handle = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || reader_thread(port, stop, status, on_event))
+            .map_err(|e| RigError::instrument(&self.path, format!("reader thread: {e}")))?;
+        *lock(&self.thread) = Some(handle);
+        Ok(())
+    }
+
+    /// Stop the reader and wait for its thread (blocking, at most one read slice
+    /// plus the callback in progress). Not for async code; dropping also stops it.
+    pub fn close(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = lock(&self.thread).take() {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl Drop for SerialLine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn reader_thread<F>(mut port: TTYPort, stop: Arc<AtomicBool>, status: LineStatus, mut on_event: F)
+where
+    F: FnMut(ReadEvent<'_>),
+{
+    let run = std::panic::AssertUnwindSafe(|| {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let failure = loop {
+            if stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            match port.read(&mut buf) {
+                Ok(0) => break "end of file (port closed)".to_string(),
+                Ok(n) => on_event(ReadEvent::Data(&buf[..n])),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => break format!("read failed: {e}"),
+            }
+        };
+        // Deliver what the kernel still holds: a device that prints its last words
+        // and dies leaves them readable after the hang-up.
+        drain(&port, &mut buf, &mut on_event);
+        let err = RigError::instrument(status.instrument(), &failure);
+        on_event(ReadEvent::Closed(&err));
+        Some(failure)
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(Some(failure)) => status.fail(failure),
+        Ok(None) => {}
+        Err(_) => status.fail("reader thread panicked"),
+    }
+}
+
+fn drain<F: FnMut(ReadEvent<'_>)>(port: &TTYPort, buf: &mut [u8], on_event: &mut F) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    // SAFETY: the descriptor belongs to `port`, borrowed for this function only.
+    let fd = unsafe { BorrowedFd::borrow_raw(port.as_raw_fd()) };
+    let mut total = 0;
+    while total < DRAIN_LIMIT {
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(1)
+                if fds[0]
+                    .revents()
+                    .is_some_and(|r| r.contains(PollFlags::POLLIN)) => {}
+            _ => return,
+        }
+        match nix::unistd::read(fd, buf) {
+            Ok(n) if n > 0 => {
+                total += n;
+                on_event(ReadEvent::Data(&buf[..n]));
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Bytes as readable ASCII: printable characters as they are, `\\`, `\r`, `\n`,
+/// `\t`, and `\xHH` for everything else. Reversible; one output line per input.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => s.push_str("\\\\"),
+            b'\r' => s.push_str("\\r"),
+            b'\n' => s.push_str("\\n"),
+            b'\t' => s.push_str("\\t"),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_is_printable_and_complete() {
+        let all: Vec<u8> = (0..=255).collect();
+        let e = escape_bytes(&all);
+        assert!(e.bytes().all(|b| (0x20..=0x7e).contains(&b)));
+        assert_eq!(escape_bytes(b"AT\r\n\x1a\\"), "AT\\r\\n\\x1a\\\\");
+    }
+
+    #[test]
+    fn opening_a_missing_port_is_an_instrument_error() {
+        match SerialLine::open("/dev/redrig-no-such-port", 115_200) {
+            Err(RigError::Instrument { instrument, .. }) => {
+                assert_eq!(instrument, "/dev/redrig-no-such-port")
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("opened a missing port"),
+        }
+    }
+}
