@@ -1,0 +1,108 @@
+//! The smaller subcommands: `list`, `requirements`, `check`, `lab up`.
+
+use crate::catalogue::Catalogue;
+use crate::features::FeatureIndex;
+use crate::verdict::exit;
+use std::path::Path;
+
+fn load_library() -> Result<(Catalogue, FeatureIndex), i32> {
+    let catalogue = Catalogue::load(&Catalogue::default_path()).map_err(|e| {
+        eprintln!("requirement catalogue: {e}");
+        exit::USAGE
+    })?;
+    let index = FeatureIndex::scan(&crate::runner::features_dir()).map_err(|e| {
+        eprintln!("scenario library: {e}");
+        exit::USAGE
+    })?;
+    Ok((catalogue, index))
+}
+
+/// `redrig list`.
+pub fn list(tags: Option<&str>) -> i32 {
+    let (_, index) = match load_library() {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    let filter = match tags.map(crate::features::parse_tags).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("--tags: {e}");
+            return exit::USAGE;
+        }
+    };
+    let scenarios: Vec<_> = match &filter {
+        Some(f) => index.filter(f),
+        None => index.scenarios().iter().collect(),
+    };
+    print!("{}", crate::features::render_list(&scenarios));
+    exit::PASS
+}
+
+/// `redrig requirements`.
+pub fn requirements() -> i32 {
+    let (catalogue, index) = match load_library() {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    print!(
+        "{}",
+        crate::features::render_requirements(&catalogue, &index)
+    );
+    let (errors, _warnings) = index.check_against(&catalogue);
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    if errors.is_empty() {
+        exit::PASS
+    } else {
+        exit::USAGE
+    }
+}
+
+/// `redrig check`.
+pub fn check(rig: &Path, dut: Option<&str>, presence: bool) -> i32 {
+    match crate::config::load_rig(rig, dut) {
+        Err(e) => {
+            eprintln!("{e}");
+            exit::USAGE
+        }
+        Ok(loaded) => {
+            let problems = if presence {
+                crate::config::check_presence(&loaded)
+            } else {
+                Vec::new()
+            };
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            if problems.is_empty() {
+                println!(
+                    "{}: OK (rig `{}`, device `{}` from {})",
+                    rig.display(),
+                    loaded.rig.rig.name,
+                    loaded.device_name(),
+                    loaded.device_path.display()
+                );
+                exit::PASS
+            } else {
+                for p in problems {
+                    eprintln!("{p}");
+                }
+                exit::USAGE
+            }
+        }
+    }
+}
+
+/// `redrig lab up`: start the virtual lab with the rig's network side, print the
+/// wires, run until Ctrl-C.
+pub async fn lab_up(rig_file: &Path, dut: Option<&str>, exe: &Path) -> i32 {
+    let loaded = match crate::config::load_rig(rig_file, dut) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::USAGE;
+        }
+    };
+    crate::labshell::run(&loaded, exe).await
+}

@@ -1,0 +1,236 @@
+//! `redrig lab up`: a virtual lab started by hand, with the rig's network side playing
+//! the cell, and a line-oriented shell on standard input to poke it. Without a
+//! terminal (or at end of input) it simply runs until SIGINT/SIGTERM.
+
+use crate::clock::Clock;
+use crate::config::LoadedRig;
+use crate::drivers::{Button, CallAnswer, IndicatorEvent, Position, Registration};
+use crate::rig::Rig;
+use crate::verdict::exit;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::io::AsyncBufReadExt;
+
+const HELP: &str = "\
+commands:
+  power on|off                 supply to the watch
+  press sos|power|call1|call2 [SECONDS]   press and hold a button (default 0.5 s)
+  gnss LAT LON | gnss off      feed a fix at a position, or no fix
+  sms FROM TEXT                an SMS to the watch from number FROM
+  call FROM                    ring the watch presenting caller id FROM
+  hangup                       end the network-side call
+  answer|reject|ring           how the far end treats the watch's calls
+  coverage home|roaming|searching|denied
+  type TEXT                    send a line to the watch's console
+  flash FILE                   write an image through the bootloader (power off first)
+  wires                        print where every wire is
+  quit";
+
+/// Run the lab until quit / end of a terminal session / a signal.
+pub async fn run(loaded: &LoadedRig, exe: &Path) -> i32 {
+    if !loaded.is_virtual() {
+        eprintln!("`lab up` needs a virtual rig (rig.kind: virtual)");
+        return exit::USAGE;
+    }
+    let dir = match tempdir_for_lab() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("cannot create an evidence directory: {e}");
+            return exit::INCONCLUSIVE;
+        }
+    };
+    let clock = Clock::start(loaded.rig.time.scale);
+    let rig = match Rig::assemble(loaded, exe, clock, &dir).await {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            eprintln!("the lab did not start: {e}");
+            return exit::INCONCLUSIVE;
+        }
+    };
+    println!(
+        "virtual lab up: device {} (time scale {})",
+        loaded.device_name(),
+        clock.scale
+    );
+    print_wires(&rig, &dir);
+    println!("{HELP}");
+    let _ = rig.gnss.set_position(Some(crate::strategy::HOME)).await;
+    let _ = rig.cellular.set_registration(Registration::Home).await;
+
+    // Echo what the watch does.
+    let echo = {
+        let rig = rig.clone();
+        tokio::spawn(async move {
+            let (mut c, mut i, mut n) = (
+                rig.console.log().mark(),
+                rig.indicators.log().mark(),
+                rig.cellular.log().mark(),
+            );
+            loop {
+                rig.clock.sleep(0.5 * rig.clock.scale.max(1.0)).await;
+                for r in rig.console.log().since(c) {
+                    println!("[{:>9}] console  {}", r.t, r.value.text);
+                    c = crate::drivers::Mark(r.seq + 1);
+                }
+                for r in rig.indicators.log().since(i) {
+                    match &r.value {
+                        IndicatorEvent::Edge { line, level } => {
+                            println!("[{:>9}] gpio     {line}={}", r.t, *level as u8)
+                        }
+                        IndicatorEvent::Screen { text } => println!("[{:>9}] screen   {text}", r.t),
+                    }
+                    i = crate::drivers::Mark(r.seq + 1);
+                }
+                for r in rig.cellular.log().since(n) {
+                    if !matches!(r.value, crate::drivers::CellEvent::AtCommand { .. }) {
+                        println!("[{:>9}] cell     {:?}", r.t, r.value);
+                    }
+                    n = crate::drivers::Mark(r.seq + 1);
+                }
+            }
+        })
+    };
+
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    loop {
+        let line = tokio::select! {
+            _ = crate::runner::shutdown_signal() => break,
+            l = lines.next_line(), if stdin_open => l,
+        };
+        match line {
+            Ok(Some(l)) => {
+                if l.trim() == "quit" {
+                    break;
+                }
+                if let Err(e) = command(&rig, l.trim()).await {
+                    println!("error: {e}");
+                }
+            }
+            _ => stdin_open = false,
+        }
+    }
+    echo.abort();
+    match Arc::try_unwrap(rig) {
+        Ok(rig) => {
+            let _ = rig.shutdown().await;
+        }
+        Err(rig) => drop(rig),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    exit::PASS
+}
+
+fn tempdir_for_lab() -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("redrig-lab-up-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn print_wires(rig: &Rig, dir: &Path) {
+    if let Some(w) = rig.lab().map(|l| l.wires()) {
+        println!("wires (docs/virtual-hardware.md):");
+        println!(
+            "  console      {} (held by this shell; its lines are echoed here)",
+            w.console.display()
+        );
+        println!("  gnss         {} (fed by this shell)", w.gnss.display());
+        println!(
+            "  modem        {} (this shell plays the network)",
+            w.modem.display()
+        );
+        println!("  gpio         {}", w.gpio.display());
+        println!("  flash drive  {}", w.flash_drive.display());
+        println!("  debug port   {}", w.debug.display());
+        println!(
+            "  cloud        device {}  api {}",
+            w.cloud_device, w.cloud_api
+        );
+    }
+    println!("  evidence     {}", dir.display());
+}
+
+async fn command(rig: &Rig, line: &str) -> Result<(), String> {
+    let mut words = line.split_whitespace();
+    let Some(cmd) = words.next() else {
+        return Ok(());
+    };
+    let rest: Vec<&str> = words.collect();
+    let e = |x: crate::error::RigError| x.to_string();
+    match cmd {
+        "help" => println!("{HELP}"),
+        "power" => rig
+            .power
+            .set(rest.first() == Some(&"on"))
+            .await
+            .map_err(e)?,
+        "press" => {
+            let b = rest
+                .first()
+                .and_then(|b| Button::parse(b))
+                .ok_or("press sos|power|call1|call2 [SECONDS]")?;
+            let secs = rest.get(1).and_then(|s| s.parse().ok()).unwrap_or(0.5);
+            rig.buttons.press(b, secs).await.map_err(e)?;
+        }
+        "gnss" => {
+            if rest.first() == Some(&"off") {
+                rig.gnss.set_position(None).await.map_err(e)?;
+            } else {
+                let lat = rest
+                    .first()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("gnss LAT LON")?;
+                let lon = rest
+                    .get(1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("gnss LAT LON")?;
+                rig.gnss
+                    .set_position(Some(Position {
+                        lat,
+                        lon,
+                        alt_m: 40.0,
+                    }))
+                    .await
+                    .map_err(e)?;
+            }
+        }
+        "sms" => {
+            let from = rest.first().ok_or("sms FROM TEXT")?;
+            rig.cellular
+                .send_sms(from, &rest[1..].join(" "))
+                .await
+                .map_err(e)?;
+        }
+        "call" => rig
+            .cellular
+            .call_watch(rest.first().ok_or("call FROM")?)
+            .await
+            .map_err(e)?,
+        "hangup" => rig.cellular.hang_up().await.map_err(e)?,
+        "answer" => rig.cellular.set_call_answer(CallAnswer::Answer),
+        "reject" => rig.cellular.set_call_answer(CallAnswer::Reject),
+        "ring" => rig.cellular.set_call_answer(CallAnswer::Ring),
+        "coverage" => {
+            let state = match rest.first().copied() {
+                Some("home") => Registration::Home,
+                Some("roaming") => Registration::Roaming,
+                Some("searching") => Registration::Searching,
+                Some("denied") => Registration::Denied,
+                _ => return Err("coverage home|roaming|searching|denied".into()),
+            };
+            rig.cellular.set_registration(state).await.map_err(e)?;
+        }
+        "type" => rig
+            .console
+            .send(&format!("{}\r\n", rest.join(" ")))
+            .await
+            .map_err(e)?,
+        "flash" => {
+            let f = rest.first().ok_or("flash FILE")?;
+            println!("{:?}", rig.flasher.flash(Path::new(f)).await.map_err(e)?);
+        }
+        "wires" => print_wires(rig, Path::new("-")),
+        other => return Err(format!("unknown command `{other}`; type help")),
+    }
+    Ok(())
+}

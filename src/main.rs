@@ -1,0 +1,157 @@
+//! `redrig` — the command line.
+//!
+//! Exit codes (CI pipelines depend on them):
+//! 0 every scenario passed · 1 the device failed at least one requirement ·
+//! 2 inconclusive: a rig/infrastructure error prevented a verdict ·
+//! 3 usage or configuration error.
+
+use clap::{Parser, Subcommand};
+use redrig::verdict::exit;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "redrig",
+    version,
+    about = "Conformance test rig for children's smartwatches (RED, EN 18031, EN 303 645)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the scenarios against the device (default: the virtual lab and the
+    /// conformant reference watch).
+    Run {
+        /// Rig configuration.
+        #[arg(long, default_value_os_t = default_rig())]
+        rig: PathBuf,
+        /// Device profile (a name in fixtures/devices/ or a path) instead of the rig's.
+        #[arg(long)]
+        dut: Option<String>,
+        /// Tag expression, e.g. `@req:EN18031-1:SCM-3 and not @slow`.
+        #[arg(long)]
+        tags: Option<String>,
+        /// Run directory (default: runs/<UTC time>-<device>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print only the final summary.
+        #[arg(long, short)]
+        quiet: bool,
+        /// Feature files or directories (default: the whole library).
+        features: Vec<PathBuf>,
+    },
+    /// List the scenarios with their requirement tags.
+    List {
+        #[arg(long)]
+        tags: Option<String>,
+    },
+    /// The requirement catalogue with the scenarios covering each requirement.
+    Requirements,
+    /// Validate a rig configuration without touching hardware.
+    Check {
+        #[arg(long, default_value_os_t = default_rig())]
+        rig: PathBuf,
+        #[arg(long)]
+        dut: Option<String>,
+        /// Also check that the configured serial ports exist.
+        #[arg(long)]
+        presence: bool,
+    },
+    /// The virtual lab, by hand.
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
+    /// A simulator process of the virtual lab (started by the rig; see
+    /// docs/virtual-hardware.md).
+    #[command(hide = true)]
+    LabProcess {
+        kind: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LabCommand {
+    /// Start a virtual lab and print where every wire is; runs until Ctrl-C.
+    Up {
+        #[arg(long, default_value_os_t = default_rig())]
+        rig: PathBuf,
+        #[arg(long)]
+        dut: Option<String>,
+    },
+}
+
+fn default_rig() -> PathBuf {
+    redrig::config::fixtures_dir()
+        .join("rigs")
+        .join("virtual.yaml")
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => exit::USAGE,
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    if let Command::LabProcess { kind, args } = &cli.command {
+        std::process::exit(redrig_virtual_lab::process_main(kind, args));
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            std::process::exit(exit::INCONCLUSIVE);
+        }
+    };
+    let code = rt.block_on(dispatch(cli.command));
+    // Do not wait for blocking reader threads of closed instruments.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    std::process::exit(code);
+}
+
+async fn dispatch(command: Command) -> i32 {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("redrig"));
+    match command {
+        Command::Run {
+            rig,
+            dut,
+            tags,
+            out,
+            quiet,
+            features,
+        } => {
+            let outcome = redrig::runner::run(redrig::runner::RunOptions {
+                rig,
+                dut,
+                tags,
+                out,
+                features,
+                redrig_exe: exe,
+                quiet,
+            })
+            .await;
+            outcome.exit_code
+        }
+        Command::List { tags } => redrig::cli::list(tags.as_deref()),
+        Command::Requirements => redrig::cli::requirements(),
+        Command::Check { rig, dut, presence } => redrig::cli::check(&rig, dut.as_deref(), presence),
+        Command::Lab {
+            command: LabCommand::Up { rig, dut },
+        } => redrig::cli::lab_up(&rig, dut.as_deref(), &exe).await,
+        Command::LabProcess { .. } => unreachable!("handled before the runtime starts"),
+    }
+}

@@ -1,0 +1,322 @@
+//! The scenario runner: cucumber embedded in the binary, options given
+//! programmatically, one scenario at a time against one device.
+
+pub mod recorder;
+pub mod world;
+
+use crate::catalogue::Catalogue;
+use crate::clock::Clock;
+use crate::config;
+use crate::evidence::{self, RunInfo};
+use crate::features::FeatureIndex;
+use crate::rig::Rig;
+use crate::strategy::Strategy;
+use crate::verdict::{self, exit, Verdict};
+use cucumber::WriterExt as _;
+use recorder::{Recorder, RecorderWriter, ScenarioRecord};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use world::{RigWorld, RunContext};
+
+/// What `redrig run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub rig: PathBuf,
+    pub dut: Option<String>,
+    pub tags: Option<String>,
+    pub out: Option<PathBuf>,
+    /// Feature files or directories; empty = the whole library.
+    pub features: Vec<PathBuf>,
+    /// This executable (the built-in simulators are started from it).
+    pub redrig_exe: PathBuf,
+    pub quiet: bool,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub exit_code: i32,
+    pub run_dir: Option<PathBuf>,
+}
+
+fn usage(msg: impl std::fmt::Display) -> RunOutcome {
+    eprintln!("{msg}");
+    RunOutcome {
+        exit_code: exit::USAGE,
+        run_dir: None,
+    }
+}
+
+/// The scenario library's directory.
+pub fn features_dir() -> PathBuf {
+    Catalogue::default_path()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("features"))
+}
+
+/// Run the scenarios. Never panics on device input; every outcome is an exit code.
+pub async fn run(opts: RunOptions) -> RunOutcome {
+    // 1. Everything is validated before anything moves.
+    let loaded = match config::load_rig(&opts.rig, opts.dut.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return usage(format!("configuration error:\n{e}")),
+    };
+    let catalogue = match Catalogue::load(&Catalogue::default_path()) {
+        Ok(c) => c,
+        Err(e) => return usage(format!("requirement catalogue: {e}")),
+    };
+    let fdir = features_dir();
+    let index = match FeatureIndex::scan(&fdir) {
+        Ok(i) => i,
+        Err(e) => return usage(format!("scenario library: {e}")),
+    };
+    let tag_filter = match opts
+        .tags
+        .as_deref()
+        .map(crate::features::parse_tags)
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(e) => return usage(format!("--tags: {e}")),
+    };
+    let inputs: Vec<PathBuf> = if opts.features.is_empty() {
+        vec![fdir.clone()]
+    } else {
+        opts.features.clone()
+    };
+    for f in &inputs {
+        if !f.exists() {
+            return usage(format!("feature path {} does not exist", f.display()));
+        }
+    }
+    let selected = index.select(&inputs, tag_filter.as_ref());
+    if selected.is_empty() {
+        return usage("no scenario matches the given features and --tags");
+    }
+
+    // 2. One rig, one run at a time.
+    let _lock = match crate::lock::acquire(&loaded.lock_dir(), &loaded.rig.rig.name) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return RunOutcome {
+                exit_code: exit::INCONCLUSIVE,
+                run_dir: None,
+            };
+        }
+    };
+
+    // 3. The run directory and its first evidence.
+    let started = time::OffsetDateTime::now_utc();
+    let run_dir = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| evidence::default_run_dir(&started, &loaded));
+    if let Err(e) = std::fs::create_dir_all(&run_dir) {
+        return usage(format!(
+            "cannot create run directory {}: {e}",
+            run_dir.display()
+        ));
+    }
+    let log = evidence::RunLog::open(&run_dir);
+    log.line(format!(
+        "redrig {} run started; rig {} ({}); device profile {}",
+        env!("CARGO_PKG_VERSION"),
+        loaded.rig.rig.name,
+        opts.rig.display(),
+        loaded.device_path.display()
+    ));
+    if let Err(e) = evidence::write_effective_config(&run_dir, &loaded) {
+        log.line(format!("cannot write the effective configuration: {e}"));
+    }
+
+    let clock = Clock::start(loaded.rig.time.scale);
+    log.line(format!(
+        "device clock {} (scale {})",
+        clock.to_arg(),
+        clock.scale
+    ));
+    let recorder = Arc::new(Recorder::default());
+    let mut interrupted = false;
+
+    // 4. Assemble the rig (start the virtual lab, open every instrument).
+    let assembled = tokio::select! {
+        r = Rig::assemble(&loaded, &opts.redrig_exe, clock, &run_dir) => Some(r),
+        _ = shutdown_signal() => None,
+    };
+    let strategy_log;
+    match assembled {
+        None => {
+            interrupted = true;
+            log.line("interrupted while the rig was being assembled");
+            strategy_log = Vec::new();
+        }
+        Some(Err(e)) => {
+            log.line(format!("the rig could not be assembled: {e}"));
+            eprintln!("rig error: {e}");
+            for s in &selected {
+                let mut r = ScenarioRecord::not_run(
+                    &s.feature,
+                    &s.file,
+                    &s.name,
+                    s.line,
+                    s.tags.clone(),
+                    "",
+                );
+                r.verdict = Verdict::Inconclusive;
+                r.message = Some(format!(
+                    "{}the rig could not be assembled: {e}",
+                    world::StepFail::RIG_PREFIX
+                ));
+                recorder.push(r);
+            }
+            strategy_log = Vec::new();
+        }
+        Some(Ok(rig)) => {
+            let rig = Arc::new(rig);
+            let ctx = Arc::new(RunContext {
+                loaded: loaded.clone(),
+                rig: rig.clone(),
+                clock,
+                recorder: recorder.clone(),
+                strategy: tokio::sync::Mutex::new(Strategy::new()),
+                evidence_dir: run_dir.clone(),
+            });
+            world::install_context(Some(ctx.clone()));
+            let quiet_hook = QuietPanics::install();
+            let run_all = async {
+                for input in &inputs {
+                    let mut cli = cucumber::cli::Opts::<
+                        cucumber::parser::basic::Cli,
+                        cucumber::runner::basic::Cli,
+                        cucumber::cli::Empty,
+                        cucumber::cli::Empty,
+                    >::default();
+                    cli.tags_filter = tag_filter.clone();
+                    let writer = RecorderWriter::new(recorder.clone(), &fdir, opts.quiet)
+                        .assert_normalized();
+                    <RigWorld as cucumber::World>::cucumber()
+                        .max_concurrent_scenarios(1)
+                        .with_writer(writer)
+                        .with_cli(cli)
+                        .run(input.clone())
+                        .await;
+                }
+            };
+            tokio::select! {
+                _ = run_all => {}
+                _ = shutdown_signal() => {
+                    interrupted = true;
+                    log.line("interrupt received: stopping the running scenario");
+                    recorder.abort_current("run interrupted (SIGINT/SIGTERM)");
+                }
+            }
+            drop(quiet_hook);
+            world::install_context(None);
+            strategy_log = ctx.strategy.lock().await.transitions.clone();
+            drop(ctx);
+            // Power the device down and stop the lab; every driver flushes its evidence.
+            match Arc::try_unwrap(rig) {
+                Ok(rig) => {
+                    if let Err(e) = rig.shutdown().await {
+                        log.line(format!("rig shutdown: {e}"));
+                    }
+                }
+                Err(_) => log.line("rig still referenced at shutdown; relying on drop"),
+            }
+        }
+    }
+
+    // 5. Whatever did not run is said so.
+    let recorded = recorder.scenarios();
+    for s in &selected {
+        if !recorded
+            .iter()
+            .any(|r| r.file == s.file && (r.line == s.line || r.name == s.name))
+        {
+            let why = if interrupted {
+                "the run was interrupted before this scenario"
+            } else {
+                "not reached"
+            };
+            recorder.push(ScenarioRecord::not_run(
+                &s.feature,
+                &s.file,
+                &s.name,
+                s.line,
+                s.tags.clone(),
+                why,
+            ));
+        }
+    }
+    let scenarios = recorder.scenarios();
+    let code = verdict::exit_code(scenarios.iter().map(|s| s.verdict));
+    let info = RunInfo {
+        loaded: &loaded,
+        rig_file: &opts.rig,
+        started,
+        finished: time::OffsetDateTime::now_utc(),
+        clock,
+        interrupted,
+        exit_code: code,
+        tags: opts.tags.clone(),
+        transitions: strategy_log,
+    };
+    if let Err(e) = evidence::write_reports(&run_dir, &info, &scenarios, &catalogue) {
+        log.line(format!("writing reports failed: {e}"));
+        eprintln!("writing reports failed: {e}");
+    }
+    log.line(format!("run finished: exit code {code}"));
+    if !opts.quiet {
+        print!(
+            "{}",
+            evidence::summary_text(&info, &scenarios, &catalogue, &run_dir)
+        );
+    }
+    RunOutcome {
+        exit_code: code,
+        run_dir: Some(run_dir),
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    let mut int = match signal(SignalKind::interrupt()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// While a run is going, panics inside steps are results (inconclusive verdicts in the
+/// report), not noise on the terminal.
+struct QuietPanics {
+    previous: Option<Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>>,
+}
+
+impl QuietPanics {
+    fn install() -> QuietPanics {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        QuietPanics {
+            previous: Some(previous),
+        }
+    }
+}
+
+impl Drop for QuietPanics {
+    fn drop(&mut self) {
+        if let Some(p) = self.previous.take() {
+            std::panic::set_hook(p);
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The cucumber world: what a scenario's steps share, and how steps fail.
+
+use super::recorder::{Measurement, Recorder};
+use crate::clock::{Clock, DeviceMs};
+use crate::config::LoadedRig;
+use crate::error::RigError;
+use crate::rig::Rig;
+use crate::strategy::Strategy;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+/// How a step fails. The prefix of its message is what the recorder classifies.
+#[derive(Debug)]
+pub enum StepFail {
+    /// The device did not meet the requirement: a `fail` verdict.
+    Device(String),
+    /// The rig could not do its job: an `inconclusive` verdict.
+    Rig(String),
+    /// The device declares it lacks what the scenario needs: `not-applicable`.
+    NotApplicable(String),
+}
+
+impl StepFail {
+    pub const DEVICE_PREFIX: &'static str = "DEVICE FAIL: ";
+    pub const RIG_PREFIX: &'static str = "RIG ERROR: ";
+    pub const NA_PREFIX: &'static str = "NOT APPLICABLE: ";
+}
+
+impl std::fmt::Display for StepFail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepFail::Device(m) => write!(f, "{}{m}", Self::DEVICE_PREFIX),
+            StepFail::Rig(m) => write!(f, "{}{m}", Self::RIG_PREFIX),
+            StepFail::NotApplicable(m) => write!(f, "{}{m}", Self::NA_PREFIX),
+        }
+    }
+}
+
+impl From<RigError> for StepFail {
+    fn from(e: RigError) -> Self {
+        StepFail::Rig(e.to_string())
+    }
+}
+
+pub type StepResult = Result<(), StepFail>;
+
+/// A device failure.
+pub fn device_fail<T>(msg: impl Into<String>) -> Result<T, StepFail> {
+    Err(StepFail::Device(msg.into()))
+}
+
+/// A rig failure.
+pub fn rig_fail<T>(msg: impl Into<String>) -> Result<T, StepFail> {
+    Err(StepFail::Rig(msg.into()))
+}
+
+/// Everything a run shares across scenarios.
+pub struct RunContext {
+    pub loaded: LoadedRig,
+    pub rig: Arc<Rig>,
+    pub clock: Clock,
+    pub recorder: Arc<Recorder>,
+    pub strategy: tokio::sync::Mutex<Strategy>,
+    pub evidence_dir: PathBuf,
+}
+
+static CONTEXT: RwLock<Option<Arc<RunContext>>> = RwLock::new(None);
+
+/// Install the context the next scenarios' worlds are built from.
+pub fn install_context(ctx: Option<Arc<RunContext>>) {
+    *CONTEXT.write().unwrap() = ctx;
+}
+
+/// A scenario's world.
+#[derive(cucumber::World)]
+#[world(init = Self::create)]
+pub struct RigWorld {
+    pub ctx: Arc<RunContext>,
+    /// Device time at which the scenario started.
+    pub started: DeviceMs,
+    /// API tokens by account role (`parent`, `stranger`).
+    pub tokens: HashMap<String, String>,
+    /// The watch's id in the backend, as the parent sees it.
+    pub watch_id: Option<String>,
+    /// The last API answer a step received.
+    pub last_response: Option<crate::drivers::ApiResponse>,
+    /// Device time of the last action a latency is measured from.
+    pub action_at: Option<DeviceMs>,
+    /// The position the rig feeds now.
+    pub position: Option<crate::drivers::Position>,
+    /// Free-form values steps hand to later steps.
+    pub scratch: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for RigWorld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RigWorld")
+            .field("started", &self.started)
+            .field("watch_id", &self.watch_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RigWorld {
+    fn create() -> Result<RigWorld, RigError> {
+        let ctx = CONTEXT
+            .read()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| RigError::Other("no run context installed".into()))?;
+        let started = ctx.clock.now();
+        ctx.recorder.set_device_times(Some(started), None);
+        Ok(RigWorld {
+            ctx,
+            started,
+            tokens: HashMap::new(),
+            watch_id: None,
+            last_response: None,
+            action_at: None,
+            position: None,
+            scratch: HashMap::new(),
+        })
+    }
+
+    pub fn rig(&self) -> &Rig {
+        &self.ctx.rig
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.ctx.clock
+    }
+
+    pub fn now(&self) -> DeviceMs {
+        self.ctx.clock.now()
+    }
+
+    /// Record a measurement; returns whether it is within its limit.
+    pub fn measure(&self, name: &str, value: f64, unit: &str, max: Option<f64>) -> bool {
+        let ok = max.is_none_or(|m| value <= m);
+        self.ctx.recorder.measure(Measurement {
+            name: name.to_string(),
+            value,
+            unit: unit.to_string(),
+            limit: max.map(|m| format!("<= {m}")),
+            outcome: if ok { "pass" } else { "fail" },
+        });
+        ok
+    }
+
+    pub fn note(&self, text: impl Into<String>) {
+        self.ctx.recorder.note(text);
+    }
+}
