@@ -1,0 +1,196 @@
+//! Helpers shared by the steps.
+
+use crate::drivers::ApiResponse;
+use crate::runner::world::{device_fail, rig_fail, RigWorld, StepFail};
+use crate::strategy::DeviceState;
+use serde_json::Value;
+
+/// Who acts in a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Parent,
+    Stranger,
+    Unauthenticated,
+}
+
+impl Actor {
+    pub fn parse(s: &str) -> Result<Actor, StepFail> {
+        match s.trim() {
+            "the parent" | "parent" => Ok(Actor::Parent),
+            "the stranger" | "a stranger" | "stranger" => Ok(Actor::Stranger),
+            "an unauthenticated client" | "anyone" | "an anonymous client" => {
+                Ok(Actor::Unauthenticated)
+            }
+            other => rig_fail(format!(
+                "unknown actor `{other}` (the parent | the stranger | an unauthenticated client)"
+            )),
+        }
+    }
+}
+
+/// A phone number by role, from the device profile's test numbers.
+pub fn number(world: &RigWorld, who: &str) -> Result<String, StepFail> {
+    let n = &world.ctx.loaded.device.device.numbers;
+    let who = who
+        .trim()
+        .trim_start_matches("the ")
+        .trim_end_matches("'s number")
+        .trim_end_matches("'s");
+    Ok(match who {
+        "parent" => n.parent.clone(),
+        "second parent" => n.second_parent.clone(),
+        "stranger" | "a stranger" => n.stranger.clone(),
+        other => {
+            return rig_fail(format!(
+                "no test number for `{other}` (parent | second parent | stranger)"
+            ))
+        }
+    })
+}
+
+/// Bring the device to a state through the strategy.
+pub async fn ensure(world: &mut RigWorld, state: DeviceState, fresh: bool) -> Result<(), StepFail> {
+    let ctx = world.ctx.clone();
+    let mut strategy = ctx.strategy.lock().await;
+    strategy
+        .bring_to(&ctx.rig, &ctx.loaded, state, fresh)
+        .await?;
+    Ok(())
+}
+
+/// The token an actor presents, logging in the test account once per scenario.
+pub async fn token_for(world: &mut RigWorld, actor: Actor) -> Result<Option<String>, StepFail> {
+    match actor {
+        Actor::Unauthenticated => Ok(None),
+        Actor::Parent => {
+            let ctx = world.ctx.clone();
+            let t = ctx
+                .strategy
+                .lock()
+                .await
+                .parent_token(&ctx.rig, &ctx.loaded)
+                .await?;
+            world.tokens.insert("parent".into(), t.clone());
+            Ok(Some(t))
+        }
+        Actor::Stranger => {
+            if let Some(t) = world.tokens.get("stranger") {
+                return Ok(Some(t.clone()));
+            }
+            let acct = &world.ctx.loaded.device.device.backend.accounts.stranger;
+            let password = crate::config::resolve_secret(&acct.password).map_err(StepFail::Rig)?;
+            let body = serde_json::json!({ "email": acct.email, "password": password });
+            let r = world
+                .rig()
+                .backend
+                .request("POST", "/api/login", None, Some(&body))
+                .await?;
+            let Some(t) = r.body.get("token").and_then(Value::as_str) else {
+                return rig_fail(format!(
+                    "the stranger test account cannot log in (HTTP {}): {}",
+                    r.status, r.body
+                ));
+            };
+            world.tokens.insert("stranger".into(), t.to_string());
+            Ok(Some(t.to_string()))
+        }
+    }
+}
+
+/// The watch's id in the backend, as its parent sees it.
+pub async fn watch_id(world: &mut RigWorld) -> Result<String, StepFail> {
+    if let Some(id) = &world.watch_id {
+        return Ok(id.clone());
+    }
+    let token = token_for(world, Actor::Parent).await?;
+    let r = world
+        .rig()
+        .backend
+        .request("GET", "/api/watches", token.as_deref(), None)
+        .await?;
+    let imei = world.ctx.loaded.device.device.imei.clone();
+    let id = r
+        .body
+        .as_array()
+        .and_then(|ws| {
+            ws.iter()
+                .find(|w| w["imei"].as_str() == Some(imei.as_str()))
+        })
+        .and_then(|w| match &w["id"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+    match id {
+        Some(id) => {
+            world.watch_id = Some(id.clone());
+            Ok(id)
+        }
+        None => rig_fail(format!(
+            "the parent's account does not list the watch with IMEI {imei} (HTTP {}): {}",
+            r.status, r.body
+        )),
+    }
+}
+
+/// An API request as an actor; the answer is kept for later `Then` steps.
+pub async fn api(
+    world: &mut RigWorld,
+    actor: Actor,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<ApiResponse, StepFail> {
+    let token = token_for(world, actor).await?;
+    let r = world
+        .rig()
+        .backend
+        .request(method, path, token.as_deref(), body.as_ref())
+        .await?;
+    world.note(format!("{actor:?} {method} {path} → HTTP {}", r.status));
+    world.last_response = Some(r.clone());
+    Ok(r)
+}
+
+/// Whether an API answer refuses the request.
+pub fn refused(r: &ApiResponse) -> bool {
+    matches!(r.status, 400 | 401 | 403 | 404 | 405 | 409 | 429)
+}
+
+/// Great-circle distance in metres (spherical mean radius; adequate for the tens of
+/// metres these steps compare).
+pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let r = 6_371_008.8;
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = (lat2 - lat1).to_radians();
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * r * a.sqrt().asin()
+}
+
+/// Device time a backend record carries (`received_t`, else `t`).
+pub fn record_time(v: &Value) -> Option<u64> {
+    v["received_t"].as_u64().or_else(|| v["t"].as_u64())
+}
+
+/// Fail with the device if `ok` is false.
+pub fn ensure_device(ok: bool, msg: impl FnOnce() -> String) -> Result<(), StepFail> {
+    if ok {
+        Ok(())
+    } else {
+        device_fail(msg())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distance_of_a_known_pair() {
+        // Two points 261 m apart north-south and 103 m east-west: about 280 m.
+        let d = distance_m(52.516275, 13.377704, 52.518620, 13.376187);
+        assert!((d - 280.0).abs() < 30.0, "{d}");
+        assert!(distance_m(1.0, 2.0, 1.0, 2.0) < 1e-6);
+    }
+}

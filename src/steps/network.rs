@@ -1,0 +1,233 @@
+//! The backend and the data path: who may read and change what, and what travels in
+//! clear text.
+
+use super::common::*;
+use crate::runner::world::{device_fail, rig_fail, RigWorld, StepResult};
+use cucumber::{then, when};
+use serde_json::json;
+
+#[when(
+    regex = r"^(the parent|the stranger|an unauthenticated client) requests the watch's (location history|details|alarms)$"
+)]
+async fn read_watch(world: &mut RigWorld, who: String, what: String) -> StepResult {
+    let actor = Actor::parse(&who)?;
+    let id = watch_id(world).await?;
+    let path = match what.as_str() {
+        "location history" => format!("/api/watches/{id}/locations"),
+        "alarms" => format!("/api/watches/{id}/alarms"),
+        _ => format!("/api/watches/{id}"),
+    };
+    api(world, actor, "GET", &path, None).await?;
+    Ok(())
+}
+
+#[when(
+    regex = r"^(the parent|the stranger|an unauthenticated client) changes the watch's SOS numbers to the stranger's$"
+)]
+async fn change_numbers(world: &mut RigWorld, who: String) -> StepResult {
+    let actor = Actor::parse(&who)?;
+    let id = watch_id(world).await?;
+    let stranger = number(world, "stranger")?;
+    let body = json!({ "center": stranger, "sos": [stranger], "whitelist": [stranger] });
+    api(
+        world,
+        actor,
+        "PUT",
+        &format!("/api/watches/{id}/numbers"),
+        Some(body),
+    )
+    .await?;
+    Ok(())
+}
+
+#[when(
+    regex = r"^(the parent|the stranger|an unauthenticated client) asks the backend to make the watch call the stranger$"
+)]
+async fn command_call(world: &mut RigWorld, who: String) -> StepResult {
+    let actor = Actor::parse(&who)?;
+    let id = watch_id(world).await?;
+    let stranger = number(world, "stranger")?;
+    world.action_at = Some(world.now());
+    let body = json!({ "command": "CALL", "args": [stranger] });
+    api(
+        world,
+        actor,
+        "POST",
+        &format!("/api/watches/{id}/commands"),
+        Some(body),
+    )
+    .await?;
+    Ok(())
+}
+
+#[when(
+    regex = r"^(the parent|the stranger|an unauthenticated client) asks the backend to locate the watch now$"
+)]
+async fn command_locate(world: &mut RigWorld, who: String) -> StepResult {
+    let actor = Actor::parse(&who)?;
+    let id = watch_id(world).await?;
+    world.action_at = Some(world.now());
+    let body = json!({ "command": "CR", "args": [] });
+    api(
+        world,
+        actor,
+        "POST",
+        &format!("/api/watches/{id}/commands"),
+        Some(body),
+    )
+    .await?;
+    Ok(())
+}
+
+#[then("the backend refuses the request")]
+async fn backend_refuses(world: &mut RigWorld) -> StepResult {
+    let Some(r) = world.last_response.clone() else {
+        return rig_fail("no request was made before this step");
+    };
+    if refused(&r) {
+        return Ok(());
+    }
+    let shown = r.body.to_string();
+    let shown: String = shown.chars().take(300).collect();
+    device_fail(format!(
+        "the backend answered HTTP {} and served: {shown}",
+        r.status
+    ))
+}
+
+#[then("the watch's SOS numbers are unchanged")]
+async fn numbers_unchanged(world: &mut RigWorld) -> StepResult {
+    let id = watch_id(world).await?;
+    let stranger = number(world, "stranger")?;
+    let r = api(
+        world,
+        Actor::Parent,
+        "GET",
+        &format!("/api/watches/{id}"),
+        None,
+    )
+    .await?;
+    let numbers = r.body["numbers"].to_string();
+    ensure_device(!numbers.contains(&stranger), || {
+        format!("the stranger's number is now among the watch's numbers: {numbers}")
+    })
+}
+
+#[when(expr = "the watch has reported its position to the backend within {int} seconds")]
+async fn has_reported(world: &mut RigWorld, secs: u32) -> StepResult {
+    let id = watch_id(world).await?;
+    let since = world.started;
+    let deadline = world.clock().deadline(secs as f64);
+    loop {
+        let r = api(
+            world,
+            Actor::Parent,
+            "GET",
+            &format!("/api/watches/{id}/locations"),
+            None,
+        )
+        .await?;
+        let any = r
+            .body
+            .as_array()
+            .is_some_and(|a| a.iter().any(|l| record_time(l).is_some_and(|t| t >= since)));
+        if any {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return device_fail(format!("the watch reported no position within {secs} s"));
+        }
+        world.clock().sleep(1.0).await;
+    }
+}
+
+/// Byte patterns personal data takes in clear text.
+fn personal_data_patterns(world: &RigWorld) -> Vec<(String, Vec<u8>)> {
+    let p = world.position.unwrap_or(crate::strategy::HOME);
+    let dev = &world.ctx.loaded.device.device;
+    let mut v = vec![
+        (
+            format!("latitude {:.4}", p.lat),
+            format!("{:.4}", p.lat).into_bytes(),
+        ),
+        (
+            format!("longitude {:.4}", p.lon),
+            format!("{:.4}", p.lon).into_bytes(),
+        ),
+        // NMEA-style degrees and minutes, as some firmwares send them.
+        (
+            "latitude as ddmm.mm".into(),
+            format!("{:02}{:05.2}", p.lat.trunc() as i64, p.lat.fract() * 60.0).into_bytes(),
+        ),
+        ("IMEI".into(), dev.imei.clone().into_bytes()),
+    ];
+    for n in [&dev.numbers.parent, &dev.numbers.second_parent] {
+        v.push((
+            format!("phone number {n}"),
+            n.trim_start_matches('+').as_bytes().to_vec(),
+        ));
+    }
+    v
+}
+
+#[then("no captured traffic contains the watch's position, phone numbers or IMEI in clear text")]
+async fn no_cleartext_personal_data(world: &mut RigWorld) -> StepResult {
+    let mut found = Vec::new();
+    for (what, pat) in personal_data_patterns(world) {
+        if world.rig().gateway.cleartext_contains(&pat)? {
+            found.push(what);
+        }
+    }
+    let flows = world.rig().gateway.summaries();
+    world.measure("flows captured", flows.len() as f64, "flows", None);
+    if flows.is_empty() {
+        return rig_fail("the gateway captured no traffic at all; nothing to judge");
+    }
+    ensure_device(found.is_empty(), || {
+        format!(
+            "clear-text personal data in the captured traffic: {}",
+            found.join(", ")
+        )
+    })
+}
+
+#[then("every connection the watch made to its backend used TLS 1.2 or newer")]
+async fn all_tls(world: &mut RigWorld) -> StepResult {
+    let host = world
+        .ctx
+        .loaded
+        .device
+        .device
+        .backend
+        .device_endpoint
+        .host
+        .clone();
+    let flows: Vec<_> = world
+        .rig()
+        .gateway
+        .summaries()
+        .into_iter()
+        .filter(|f| f.host == host)
+        .collect();
+    if flows.is_empty() {
+        return rig_fail(format!("no connection to {host} was captured"));
+    }
+    let bad: Vec<String> = flows
+        .iter()
+        .filter(|f| !f.tls.as_ref().is_some_and(|t| t.version >= 0x0303))
+        .map(|f| match &f.tls {
+            None => format!("flow {} to {}:{} in clear text", f.id, f.host, f.port),
+            Some(t) => format!(
+                "flow {} to {}:{} offers TLS version 0x{:04x}",
+                f.id, f.host, f.port, t.version
+            ),
+        })
+        .collect();
+    world.measure(
+        "connections to the backend",
+        flows.len() as f64,
+        "flows",
+        None,
+    );
+    ensure_device(bad.is_empty(), || bad.join("; "))
+}
