@@ -16,3 +16,9 @@ Feature: Firmware integrity and debug interfaces
     Given the watch is booted
     When the rig types "help" on the console
     Then the console offers no shell within 10 seconds
+
+  @req:EN18031-1:SUM-2 @assess:functional-sufficiency
+  Scenario: The vendor's own older firmware does not run again (anti-rollback)
+    Given the watch is booted
+    When the rig flashes the vendor's previous firmware image
+    Then the watch does not run the previous image within 60 seconds of power-on

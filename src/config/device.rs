@@ -55,6 +55,11 @@ pub struct Firmware {
     pub image: PathBuf,
     /// Version the image reports, e.g. "2.4.0".
     pub version: String,
+    /// An older image the vendor signed, for downgrade (anti-rollback) tests;
+    /// relative to the profile file, resolved when loaded. Without it those
+    /// scenarios are not applicable.
+    #[serde(default)]
+    pub previous: Option<PathBuf>,
 }
 
 /// `device.declaration`: what the manufacturer declares about the device.
@@ -538,6 +543,16 @@ pub(crate) fn validate_spec(raw: RawDeviceSpec, d: &mut Diag, base_dir: &Path) -
         );
     }
     firmware.image = image;
+    if let Some(prev) = firmware.previous.take() {
+        let full = base_dir.join(&prev);
+        if !full.is_file() {
+            d.err(
+                &[dev, "firmware", "previous"],
+                format!("previous firmware image `{}` not found (looked for {}): expected an existing file, relative to this file", prev.display(), full.display()),
+            );
+        }
+        firmware.previous = Some(full);
+    }
     if firmware.version.trim().is_empty() {
         d.err(
             &[dev, "firmware", "version"],

@@ -119,7 +119,7 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
             run_dir.display()
         ));
     }
-    let log = evidence::RunLog::open(&run_dir);
+    let log = Arc::new(evidence::RunLog::open(&run_dir));
     log.line(format!(
         "redrig {} run started; rig {} ({}); device profile {}",
         env!("CARGO_PKG_VERSION"),
@@ -195,6 +195,7 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
                     >::default();
                     cli.tags_filter = tag_filter.clone();
                     let writer = RecorderWriter::new(recorder.clone(), &fdir, opts.quiet)
+                        .with_log(log.clone())
                         .assert_normalized();
                     <RigWorld as cucumber::World>::cucumber()
                         .max_concurrent_scenarios(1)

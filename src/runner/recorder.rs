@@ -281,6 +281,7 @@ pub struct RecorderWriter {
     recorder: Arc<Recorder>,
     features_dir: PathBuf,
     progress: Progress,
+    log: Option<Arc<crate::evidence::RunLog>>,
 }
 
 impl RecorderWriter {
@@ -289,6 +290,19 @@ impl RecorderWriter {
             recorder,
             features_dir: features_dir.to_path_buf(),
             progress: Progress::new(quiet),
+            log: None,
+        }
+    }
+
+    /// Also note every scenario's start and verdict in the run log.
+    pub fn with_log(mut self, log: Arc<crate::evidence::RunLog>) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    fn log(&self, line: String) {
+        if let Some(l) = &self.log {
+            l.line(line);
         }
     }
 
@@ -321,6 +335,12 @@ impl RecorderWriter {
                 tags.dedup();
                 let (requirements, assessment) = split_tags(&tags);
                 self.progress.started(&scenario.name);
+                self.log(format!(
+                    "scenario started: {}:{} {}",
+                    self.rel_file(feature),
+                    scenario.position.line,
+                    scenario.name
+                ));
                 self.recorder.begin(
                     ScenarioRecord {
                         feature: feature.name.clone(),
@@ -361,6 +381,19 @@ impl RecorderWriter {
                     let r = &mut s.scenarios[i];
                     r.wall_ms = elapsed_ms(started);
                     self.progress.finished(r);
+                    let line = format!(
+                        "scenario finished: {}:{} {} — {}{}",
+                        r.file,
+                        r.line,
+                        r.name,
+                        r.verdict,
+                        r.message
+                            .as_deref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
+                    );
+                    drop(s);
+                    self.log(line);
                 }
             }
         }

@@ -2,7 +2,7 @@
 
 use super::common::*;
 use crate::drivers::{DebugAccess, FlashOutcome};
-use crate::runner::world::{device_fail, rig_fail, RigWorld, StepResult};
+use crate::runner::world::{device_fail, rig_fail, RigWorld, StepFail, StepResult};
 use crate::strategy::DeviceState;
 use cucumber::{then, when};
 
@@ -22,13 +22,13 @@ pub fn tamper(image: &[u8]) -> Option<Vec<u8>> {
 #[when("the rig flashes a copy of the firmware image with one payload byte changed")]
 async fn flash_tampered(world: &mut RigWorld) -> StepResult {
     let image = world.ctx.loaded.firmware_image();
-    let bytes = std::fs::read(&image)
-        .map_err(|e| crate::runner::world::StepFail::Rig(format!("{}: {e}", image.display())))?;
+    let bytes =
+        std::fs::read(&image).map_err(|e| StepFail::Rig(format!("{}: {e}", image.display())))?;
     let Some(bad) = tamper(&bytes) else {
         return rig_fail(format!("{} is too short to tamper with", image.display()));
     };
     let path = world.ctx.evidence_dir.join("tampered-firmware.img");
-    std::fs::write(&path, &bad).map_err(|e| crate::runner::world::StepFail::Rig(e.to_string()))?;
+    std::fs::write(&path, &bad).map_err(|e| StepFail::Rig(e.to_string()))?;
     ensure(world, DeviceState::Off, true).await?;
     // Whatever happens next, the following scenario re-flashes the configured image.
     world.ctx.strategy.lock().await.forget_flash();
@@ -41,18 +41,22 @@ async fn flash_tampered(world: &mut RigWorld) -> StepResult {
     Ok(())
 }
 
-#[then(expr = "the watch does not run the tampered image within {int} seconds of power-on")]
-async fn tampered_not_run(world: &mut RigWorld, secs: u32) -> StepResult {
+/// After a flash attempt: `None` if the bootloader refused the image; otherwise power
+/// on and return the boot line and its `version` group, if the watch booted within
+/// `secs`.
+type Booted = Option<(String, Option<String>)>;
+
+async fn boot_after_flash(world: &mut RigWorld, secs: u32) -> Result<Option<Booted>, StepFail> {
     let outcome: Option<FlashOutcome> = world
         .scratch
         .get("flash_outcome")
         .and_then(|s| serde_json::from_str(s).ok());
     if let Some(FlashOutcome::Refused { reason }) = outcome {
         world.note(format!("the bootloader refused the image: {reason}"));
-        return Ok(());
+        return Ok(None);
     }
     let pattern = regex::Regex::new(&world.ctx.loaded.device.device.console.boot_pattern)
-        .map_err(|e| crate::runner::world::StepFail::Rig(e.to_string()))?;
+        .map_err(|e| StepFail::Rig(e.to_string()))?;
     let log = world.rig().console.log();
     let mark = log.mark();
     world.rig().power.set(true).await?;
@@ -60,12 +64,75 @@ async fn tampered_not_run(world: &mut RigWorld, secs: u32) -> StepResult {
         .wait_for(mark, secs as f64, |l| pattern.is_match(&l.text))
         .await;
     world.rig().power.set(false).await?;
-    match booted {
-        Some(line) => device_fail(format!(
-            "the watch booted the tampered image: \"{}\"",
-            line.value.text
-        )),
-        None => Ok(()),
+    Ok(Some(booted.map(|line| {
+        let version = pattern
+            .captures(&line.value.text)
+            .and_then(|c| c.name("version"))
+            .map(|m| m.as_str().to_string());
+        (line.value.text, version)
+    })))
+}
+
+#[then(expr = "the watch does not run the tampered image within {int} seconds of power-on")]
+async fn tampered_not_run(world: &mut RigWorld, secs: u32) -> StepResult {
+    match boot_after_flash(world, secs).await? {
+        Some(Some((line, _))) => {
+            device_fail(format!("the watch booted the tampered image: \"{line}\""))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The `version:` line of an image header, if it has one.
+fn image_version(bytes: &[u8]) -> Option<String> {
+    let header_end = bytes.windows(2).position(|w| w == b"\n\n")?;
+    String::from_utf8_lossy(&bytes[..header_end])
+        .lines()
+        .find_map(|l| l.strip_prefix("version:").map(|v| v.trim().to_string()))
+}
+
+#[when("the rig flashes the vendor's previous firmware image")]
+async fn flash_previous(world: &mut RigWorld) -> StepResult {
+    let Some(previous) = world.ctx.loaded.device.device.firmware.previous.clone() else {
+        return Err(StepFail::NotApplicable(
+            "the device profile names no previous firmware image (firmware.previous)".into(),
+        ));
+    };
+    let bytes = std::fs::read(&previous)
+        .map_err(|e| StepFail::Rig(format!("{}: {e}", previous.display())))?;
+    let version = image_version(&bytes).unwrap_or_default();
+    world
+        .scratch
+        .insert("previous_version".into(), version.clone());
+    ensure(world, DeviceState::Off, true).await?;
+    world.ctx.strategy.lock().await.forget_flash();
+    let outcome = world.rig().flasher.flash(&previous).await?;
+    world.note(format!(
+        "flashing the previous image (version {version}): {outcome:?}"
+    ));
+    world.scratch.insert(
+        "flash_outcome".into(),
+        serde_json::to_string(&outcome).unwrap_or_default(),
+    );
+    Ok(())
+}
+
+#[then(expr = "the watch does not run the previous image within {int} seconds of power-on")]
+async fn previous_not_run(world: &mut RigWorld, secs: u32) -> StepResult {
+    let previous = world
+        .scratch
+        .get("previous_version")
+        .cloned()
+        .unwrap_or_default();
+    match boot_after_flash(world, secs).await? {
+        Some(Some((line, version)))
+            if version.is_none() || version.as_deref() == Some(previous.as_str()) =>
+        {
+            device_fail(format!(
+                "the watch went back to firmware {previous}: \"{line}\""
+            ))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -231,3 +231,101 @@ async fn all_tls(world: &mut RigWorld) -> StepResult {
     );
     ensure_device(bad.is_empty(), || bad.join("; "))
 }
+
+#[when(
+    expr = "an attacker on the internet sends the backend a position report for the watch at latitude {float} longitude {float}"
+)]
+async fn forged_position(world: &mut RigWorld, lat: f64, lon: f64) -> StepResult {
+    let dev = &world.ctx.loaded.device.device;
+    let utc_ns = world.clock().utc_ms(world.now()) as i128 * 1_000_000;
+    let utc = time::OffsetDateTime::from_unix_timestamp_nanos(utc_ns)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let content = format!(
+        "UD,{:02}{:02}{:02},{:02}{:02}{:02},A,{:.6},{},{:.6},{},0.00,0,0,8,100,90,0,0,00000000",
+        utc.day(),
+        utc.month() as u8,
+        utc.year() % 100,
+        utc.hour(),
+        utc.minute(),
+        utc.second(),
+        lat.abs(),
+        if lat >= 0.0 { 'N' } else { 'S' },
+        lon.abs(),
+        if lon >= 0.0 { 'E' } else { 'W' },
+    );
+    let frame = crate::wire::watchproto::encode("3G", &dev.device_id, content.as_bytes());
+    world
+        .scratch
+        .insert("forged".into(), format!("{lat},{lon}"));
+    world.action_at = Some(world.now());
+    match world
+        .rig()
+        .backend
+        .device_endpoint_exchange(&frame, world.clock().wall(5.0))
+        .await
+    {
+        Ok(answer) => world.note(format!(
+            "the device endpoint took the forged frame and answered {} bytes",
+            answer.len()
+        )),
+        // The server refusing the attacker's connection is the behaviour wanted.
+        Err(e) if e.to_string().contains("TLS handshake failed") => {
+            world.note(format!("the device endpoint refused the attacker: {e}"))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+#[then(expr = "the parent does not see the forged position within {int} seconds")]
+async fn forged_not_seen(world: &mut RigWorld, secs: u32) -> StepResult {
+    let Some((lat, lon)) = world
+        .scratch
+        .get("forged")
+        .and_then(|s| s.split_once(','))
+        .and_then(|(a, b)| Some((a.parse::<f64>().ok()?, b.parse::<f64>().ok()?)))
+    else {
+        return rig_fail("no forged position was sent before this step");
+    };
+    world.clock().sleep(secs as f64).await;
+    let id = watch_id(world).await?;
+    let r = api(
+        world,
+        Actor::Parent,
+        "GET",
+        &format!("/api/watches/{id}/locations"),
+        None,
+    )
+    .await?;
+    let seen = r.body.as_array().is_some_and(|a| {
+        a.iter()
+            .any(|l| match (l["lat"].as_f64(), l["lon"].as_f64()) {
+                (Some(a), Some(o)) => distance_m(a, o, lat, lon) < 200.0,
+                _ => false,
+            })
+    });
+    ensure_device(!seen, || {
+        format!("the parent's map shows the watch at the forged position {lat:.5},{lon:.5}")
+    })
+}
+
+#[when("the stranger lists the watches on their own account")]
+async fn stranger_lists(world: &mut RigWorld) -> StepResult {
+    api(world, Actor::Stranger, "GET", "/api/watches", None).await?;
+    Ok(())
+}
+
+#[then("the list does not include the watch")]
+async fn list_excludes_watch(world: &mut RigWorld) -> StepResult {
+    let Some(r) = world.last_response.clone() else {
+        return rig_fail("no request was made before this step");
+    };
+    let imei = world.ctx.loaded.device.device.imei.clone();
+    let listed = r
+        .body
+        .as_array()
+        .is_some_and(|a| a.iter().any(|w| w["imei"].as_str() == Some(imei.as_str())));
+    ensure_device(!listed, || {
+        format!("another family's account lists the watch (IMEI {imei})")
+    })
+}

@@ -1,0 +1,349 @@
+//! The command line as CI pipelines use it: exit codes, reports, the rig lock,
+//! interruption and rig errors. Every test runs the real binary on the virtual lab.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn redrig() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_redrig"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.env_remove("CUCUMBER_FILTER_TAGS");
+    c
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// A rig configuration like the default virtual one, with its own name (so tests
+/// running in parallel do not contend for the same rig lock) and lock directory.
+fn private_rig(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(fixtures().join("rigs/virtual.yaml")).unwrap();
+    let text = text.replacen("name: virtual-lab", &format!("name: {name}"), 1);
+    let text = edit(text);
+    let path = fixtures()
+        .join("rigs")
+        .join(format!(".test-{name}-{}.yaml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let _ = dir;
+    path
+}
+
+struct Cleanup(Vec<PathBuf>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn results(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json written");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn run(args: &[&str]) -> Output {
+    redrig().args(args).output().unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Wait until the run log has a line containing `needle`; on time-out, show the log.
+fn wait_for_log(path: &Path, needle: &str, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.contains(needle) {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "no `{needle}` in {}:\n{log}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(start.elapsed() < timeout, "process did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_reference_watch_passes_the_rapex_findings() {
+    let out = tempfile::tempdir().unwrap();
+    let rig = private_rig(out.path(), "t-ref", |t| t);
+    let _c = Cleanup(vec![rig.clone()]);
+    let o = run(&[
+        "run",
+        "--rig",
+        rig.to_str().unwrap(),
+        "--tags",
+        "@rapex",
+        "--out",
+        out.path().to_str().unwrap(),
+        "-q",
+    ]);
+    let r = results(out.path());
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stderr: {}\nresults: {}",
+        String::from_utf8_lossy(&o.stderr),
+        r["scenarios"]
+    );
+    assert_eq!(r["verdict"], "pass");
+    assert_eq!(r["counts"]["pass"], 6);
+    assert!(out.path().join("junit.xml").exists() && out.path().join("cucumber.json").exists());
+}
+
+#[test]
+fn safe_kid_one_fails_and_names_its_requirements() {
+    let out = tempfile::tempdir().unwrap();
+    let rig = private_rig(out.path(), "t-skid", |t| t);
+    let _c = Cleanup(vec![rig.clone()]);
+    let o = run(&[
+        "run",
+        "--rig",
+        rig.to_str().unwrap(),
+        "--dut",
+        "safe-kid-one",
+        "--tags",
+        "@rapex",
+        "--out",
+        out.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = results(out.path());
+    let failed: Vec<&str> = r["failed_requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for req in ["EN18031-1:SCM-3", "EN18031-1:AUM-1", "EN18031-1:ACM-2"] {
+        assert!(failed.contains(&req), "{req} not in {failed:?}");
+    }
+    // JUnit carries the requirement ids.
+    let junit = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("<property name=\"requirement\" value=\"EN18031-1:SCM-3\"/>"));
+    assert!(junit.contains("<failure"));
+}
+
+#[test]
+fn configuration_errors_exit_3_with_a_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "rig:\n  name: x\n  kind: virtual\n  colour: red\n").unwrap();
+    let o = run(&["run", "--rig", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.yaml:4:"), "{err}");
+    let o = run(&["check", "--rig", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    let o = run(&["run", "--tags", "@req:nothing-matches-this"]);
+    assert_eq!(o.status.code(), Some(3));
+    let o = run(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(3));
+}
+
+#[test]
+fn check_accepts_the_shipped_rigs() {
+    let o = run(&["check"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&[
+        "check",
+        "--rig",
+        fixtures().join("rigs/pi-bench.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn list_and_requirements_show_the_traceability() {
+    let o = run(&["list"]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("EN18031-1:SCM-3"), "{text}");
+    let o = run(&["requirements"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("NMM-1"),
+        "not-bench-testable requirements are listed too"
+    );
+}
+
+#[test]
+fn a_lab_that_cannot_start_is_inconclusive_not_a_device_fail() {
+    let out = tempfile::tempdir().unwrap();
+    let rig = private_rig(out.path(), "t-broken", |t| {
+        t.replace("watch_command: null", "watch_command: [\"/bin/false\"]")
+    });
+    let _c = Cleanup(vec![rig.clone()]);
+    let o = run(&[
+        "run",
+        "--rig",
+        rig.to_str().unwrap(),
+        "--tags",
+        "@rapex",
+        "--out",
+        out.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = results(out.path());
+    assert_eq!(r["verdict"], "inconclusive");
+    assert_eq!(r["counts"]["fail"], 0);
+    assert_eq!(r["counts"]["inconclusive"], 6);
+    assert!(r["failed_requirements"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_second_run_on_the_same_rig_is_refused_and_an_interrupted_run_still_reports() {
+    let out1 = tempfile::tempdir().unwrap();
+    let out2 = tempfile::tempdir().unwrap();
+    let rig = private_rig(out1.path(), "t-lock", |t| t);
+    let _c = Cleanup(vec![rig.clone()]);
+    let mut first = redrig()
+        .args([
+            "run",
+            "--rig",
+            rig.to_str().unwrap(),
+            "--tags",
+            "@safety",
+            "--out",
+            out1.path().to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first run holds the lock once it has written its run log.
+    wait_for("the first run to start", Duration::from_secs(60), || {
+        out1.path().join("run.log").exists()
+    });
+    let o = run(&[
+        "run",
+        "--rig",
+        rig.to_str().unwrap(),
+        "--out",
+        out2.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("in use"), "{err}");
+    assert!(
+        err.contains(&first.id().to_string()),
+        "the message names the holder: {err}"
+    );
+
+    // Interrupt the first run mid-scenario.
+    wait_for_log(
+        &out1.path().join("run.log"),
+        "scenario started",
+        Duration::from_secs(120),
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let code = wait_exit(&mut first, Duration::from_secs(60));
+    assert_eq!(code, 2, "an interrupted run is inconclusive");
+    let r = results(out1.path());
+    assert_eq!(r["interrupted"], true);
+    let verdicts: Vec<&str> = r["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["verdict"].as_str().unwrap())
+        .collect();
+    assert!(verdicts.iter().all(|v| *v != "fail"), "{verdicts:?}");
+    assert!(
+        verdicts.contains(&"not-run") || verdicts.contains(&"inconclusive"),
+        "{verdicts:?}"
+    );
+    assert!(out1.path().join("junit.xml").exists());
+
+    // A killed run leaves no lock behind: the rig is free again.
+    let mut killed = redrig()
+        .args([
+            "run",
+            "--rig",
+            rig.to_str().unwrap(),
+            "--tags",
+            "@safety",
+            "--out",
+            out2.path().to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the run to start", Duration::from_secs(60), || {
+        out2.path().join("run.log").exists()
+    });
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let out3 = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "run",
+        "--rig",
+        rig.to_str().unwrap(),
+        "--tags",
+        "@req:EN303645:5.6-4",
+        "--out",
+        out3.path().to_str().unwrap(),
+        "-q",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("in use"),
+        "stale lock after a killed run: {err}"
+    );
+    assert_eq!(o.status.code(), Some(0), "{err}");
+}
