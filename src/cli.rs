@@ -6,11 +6,11 @@ use crate::verdict::exit;
 use std::path::Path;
 
 fn load_library() -> Result<(Catalogue, FeatureIndex), i32> {
-    let catalogue = Catalogue::load(&Catalogue::default_path()).map_err(|e| {
+    let catalogue = Catalogue::load(Catalogue::default_path()).map_err(|e| {
         eprintln!("requirement catalogue: {e}");
         exit::USAGE
     })?;
-    let index = FeatureIndex::scan(&crate::runner::features_dir()).map_err(|e| {
+    let index = FeatureIndex::scan(crate::runner::features_dir()).map_err(|e| {
         eprintln!("scenario library: {e}");
         exit::USAGE
     })?;

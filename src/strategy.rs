@@ -43,6 +43,9 @@ pub struct Transition {
 
 pub struct Strategy {
     state: DeviceState,
+    /// Device time at which the rig last switched the supply on: everything the
+    /// device did since belongs to the current boot.
+    powered_on_at: u64,
     flashed_sha: Option<String>,
     parent_token: Option<String>,
     pub transitions: Vec<Transition>,
@@ -65,6 +68,7 @@ impl Strategy {
     pub fn new() -> Strategy {
         Strategy {
             state: DeviceState::Unknown,
+            powered_on_at: 0,
             flashed_sha: None,
             parent_token: None,
             transitions: Vec::new(),
@@ -160,6 +164,7 @@ impl Strategy {
             let pattern = regex::Regex::new(&device.console.boot_pattern)
                 .map_err(|e| RigError::Config(format!("boot_pattern: {e}")))?;
             let mark = rig.console.log().mark();
+            self.powered_on_at = clock.now();
             rig.power.set(true).await?;
             let line = rig
                 .console
@@ -206,13 +211,7 @@ impl Strategy {
         if target == DeviceState::GnssFix {
             return Ok(());
         }
-        let boot_mark = self
-            .transitions
-            .iter()
-            .rev()
-            .find(|t| t.to == DeviceState::Booted)
-            .map(|t| t.t)
-            .unwrap_or(0);
+        let boot_mark = self.powered_on_at;
         if self.state < DeviceState::Registered {
             let mark = rig.cellular.log().mark_since(boot_mark);
             rig.cellular

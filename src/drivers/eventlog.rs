@@ -23,13 +23,16 @@ pub struct Record<T> {
     pub value: T,
 }
 
+/// Where every record is also handed (e.g. an evidence file writer).
+type Sink<T> = Box<dyn FnMut(&Record<T>) + Send>;
+
 pub struct EventLog<T> {
     clock: Clock,
     capacity: usize,
     inner: Mutex<Inner<T>>,
     notify: watch::Sender<u64>,
     /// Records are also handed to this sink (evidence), if set.
-    sink: Mutex<Option<Box<dyn FnMut(&Record<T>) + Send>>>,
+    sink: Mutex<Option<Sink<T>>>,
 }
 
 struct Inner<T> {

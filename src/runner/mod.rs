@@ -62,7 +62,7 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         Ok(l) => l,
         Err(e) => return usage(format!("configuration error:\n{e}")),
     };
-    let catalogue = match Catalogue::load(&Catalogue::default_path()) {
+    let catalogue = match Catalogue::load(Catalogue::default_path()) {
         Ok(c) => c,
         Err(e) => return usage(format!("requirement catalogue: {e}")),
     };
@@ -187,13 +187,15 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
             let quiet_hook = QuietPanics::install();
             let run_all = async {
                 for input in &inputs {
-                    let mut cli = cucumber::cli::Opts::<
+                    let cli = cucumber::cli::Opts::<
                         cucumber::parser::basic::Cli,
                         cucumber::runner::basic::Cli,
                         cucumber::cli::Empty,
                         cucumber::cli::Empty,
-                    >::default();
-                    cli.tags_filter = tag_filter.clone();
+                    > {
+                        tags_filter: tag_filter.clone(),
+                        ..Default::default()
+                    };
                     let writer = RecorderWriter::new(recorder.clone(), &fdir, opts.quiet)
                         .with_log(log.clone())
                         .assert_normalized();
@@ -298,10 +300,12 @@ pub async fn shutdown_signal() {
     }
 }
 
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
 /// While a run is going, panics inside steps are results (inconclusive verdicts in the
 /// report), not noise on the terminal.
 struct QuietPanics {
-    previous: Option<Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>>,
+    previous: Option<PanicHook>,
 }
 
 impl QuietPanics {

@@ -214,7 +214,7 @@ async fn all_tls(world: &mut RigWorld) -> StepResult {
     }
     let bad: Vec<String> = flows
         .iter()
-        .filter(|f| !f.tls.as_ref().is_some_and(|t| t.version >= 0x0303))
+        .filter(|f| f.tls.as_ref().is_none_or(|t| t.version < 0x0303))
         .map(|f| match &f.tls {
             None => format!("flow {} to {}:{} in clear text", f.id, f.host, f.port),
             Some(t) => format!(
