@@ -56,6 +56,33 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Processes and lab directories a rig with this pid left behind (lab runtime
+/// directories are named `<rig pid>-…` under `redrig::lab::labs_root()`).
+fn lab_leftovers(rig_pid: u32) -> Vec<String> {
+    let prefix = format!("{rig_pid}-");
+    let root = redrig::lab::labs_root();
+    let mut left: Vec<String> = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    let needle = root.join(&prefix).display().to_string();
+    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains("lab-process") && cmd.contains(&needle) {
+                left.push(format!(
+                    "process {}: {cmd}",
+                    p.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    left
+}
+
 /// Wait until the run log has a line containing `needle`; on time-out, show the log.
 fn wait_for_log(path: &Path, needle: &str, timeout: Duration) {
     let start = Instant::now();
@@ -291,8 +318,11 @@ fn a_second_run_on_the_same_rig_is_refused_and_an_interrupted_run_still_reports(
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
+    let first_pid = first.id();
     let code = wait_exit(&mut first, Duration::from_secs(60));
     assert_eq!(code, 2, "an interrupted run is inconclusive");
+    // Nothing of its lab is left: no simulator process, no runtime directory.
+    assert_eq!(lab_leftovers(first_pid), Vec::<String>::new());
     let r = results(out1.path());
     assert_eq!(r["interrupted"], true);
     let verdicts: Vec<&str> = r["scenarios"]

@@ -152,6 +152,57 @@ pub async fn api(
     Ok(r)
 }
 
+/// A parent-app command to the watch, sent by `who`; the answer is kept and the
+/// moment noted as the action latencies are measured from.
+pub async fn send_command(
+    world: &mut RigWorld,
+    who: &str,
+    command: &str,
+    args: &[String],
+) -> Result<(), StepFail> {
+    let actor = Actor::parse(who)?;
+    let id = watch_id(world).await?;
+    world.action_at = Some(world.now());
+    let body = serde_json::json!({ "command": command, "args": args });
+    api(
+        world,
+        actor,
+        "POST",
+        &format!("/api/watches/{id}/commands"),
+        Some(body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The watch's locations the backend shows its parent, reported at or after `since`.
+pub async fn locations_since(world: &mut RigWorld, since: u64) -> Result<Vec<Value>, StepFail> {
+    let id = watch_id(world).await?;
+    let r = api(
+        world,
+        Actor::Parent,
+        "GET",
+        &format!("/api/watches/{id}/locations"),
+        None,
+    )
+    .await?;
+    if r.status != 200 {
+        return rig_fail(format!(
+            "the parent cannot read the watch's locations: HTTP {} {}",
+            r.status, r.body
+        ));
+    }
+    Ok(r.body
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|l| record_time(l).is_some_and(|t| t >= since))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// Whether an API answer refuses the request.
 pub fn refused(r: &ApiResponse) -> bool {
     matches!(r.status, 400 | 401 | 403 | 404 | 405 | 409 | 429)

@@ -90,32 +90,18 @@ async fn fix_lost(world: &mut RigWorld) -> StepResult {
 async fn backend_position(world: &mut RigWorld, metres: u32, secs: u32) -> StepResult {
     let p = world.position.unwrap_or(crate::strategy::HOME);
     let since = world.action_at.unwrap_or(world.started);
-    let id = watch_id(world).await?;
     let deadline = world.clock().deadline(secs as f64);
     let mut best: Option<f64> = None;
     loop {
-        let r = api(
-            world,
-            Actor::Parent,
-            "GET",
-            &format!("/api/watches/{id}/locations"),
-            None,
-        )
-        .await?;
-        if let Some(list) = r.body.as_array() {
-            for loc in list
-                .iter()
-                .filter(|l| record_time(l).is_some_and(|t| t >= since))
-            {
-                if let (Some(lat), Some(lon)) = (loc["lat"].as_f64(), loc["lon"].as_f64()) {
-                    let d = distance_m(lat, lon, p.lat, p.lon);
-                    best = Some(best.map_or(d, |b: f64| b.min(d)));
-                    if d <= metres as f64 {
-                        let latency = (record_time(loc).unwrap_or(since) - since) as f64 / 1000.0;
-                        world.measure("position error", d, "m", Some(metres as f64));
-                        world.measure("position report latency", latency, "s", Some(secs as f64));
-                        return Ok(());
-                    }
+        for loc in locations_since(world, since).await? {
+            if let (Some(lat), Some(lon)) = (loc["lat"].as_f64(), loc["lon"].as_f64()) {
+                let d = distance_m(lat, lon, p.lat, p.lon);
+                best = Some(best.map_or(d, |b: f64| b.min(d)));
+                if d <= metres as f64 {
+                    let latency = (record_time(&loc).unwrap_or(since) - since) as f64 / 1000.0;
+                    world.measure("position error", d, "m", Some(metres as f64));
+                    world.measure("position report latency", latency, "s", Some(secs as f64));
+                    return Ok(());
                 }
             }
         }

@@ -44,39 +44,15 @@ async fn change_numbers(world: &mut RigWorld, who: String) -> StepResult {
     regex = r"^(the parent|the stranger|an unauthenticated client) asks the backend to make the watch call the stranger$"
 )]
 async fn command_call(world: &mut RigWorld, who: String) -> StepResult {
-    let actor = Actor::parse(&who)?;
-    let id = watch_id(world).await?;
     let stranger = number(world, "stranger")?;
-    world.action_at = Some(world.now());
-    let body = json!({ "command": "CALL", "args": [stranger] });
-    api(
-        world,
-        actor,
-        "POST",
-        &format!("/api/watches/{id}/commands"),
-        Some(body),
-    )
-    .await?;
-    Ok(())
+    send_command(world, &who, "CALL", &[stranger]).await
 }
 
 #[when(
     regex = r"^(the parent|the stranger|an unauthenticated client) asks the backend to locate the watch now$"
 )]
 async fn command_locate(world: &mut RigWorld, who: String) -> StepResult {
-    let actor = Actor::parse(&who)?;
-    let id = watch_id(world).await?;
-    world.action_at = Some(world.now());
-    let body = json!({ "command": "CR", "args": [] });
-    api(
-        world,
-        actor,
-        "POST",
-        &format!("/api/watches/{id}/commands"),
-        Some(body),
-    )
-    .await?;
-    Ok(())
+    send_command(world, &who, "CR", &[]).await
 }
 
 #[then("the backend refuses the request")]
@@ -115,23 +91,10 @@ async fn numbers_unchanged(world: &mut RigWorld) -> StepResult {
 
 #[when(expr = "the watch has reported its position to the backend within {int} seconds")]
 async fn has_reported(world: &mut RigWorld, secs: u32) -> StepResult {
-    let id = watch_id(world).await?;
     let since = world.started;
     let deadline = world.clock().deadline(secs as f64);
     loop {
-        let r = api(
-            world,
-            Actor::Parent,
-            "GET",
-            &format!("/api/watches/{id}/locations"),
-            None,
-        )
-        .await?;
-        let any = r
-            .body
-            .as_array()
-            .is_some_and(|a| a.iter().any(|l| record_time(l).is_some_and(|t| t >= since)));
-        if any {
+        if !locations_since(world, since).await?.is_empty() {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
@@ -288,21 +251,11 @@ async fn forged_not_seen(world: &mut RigWorld, secs: u32) -> StepResult {
         return rig_fail("no forged position was sent before this step");
     };
     world.clock().sleep(secs as f64).await;
-    let id = watch_id(world).await?;
-    let r = api(
-        world,
-        Actor::Parent,
-        "GET",
-        &format!("/api/watches/{id}/locations"),
-        None,
-    )
-    .await?;
-    let seen = r.body.as_array().is_some_and(|a| {
-        a.iter()
-            .any(|l| match (l["lat"].as_f64(), l["lon"].as_f64()) {
-                (Some(a), Some(o)) => distance_m(a, o, lat, lon) < 200.0,
-                _ => false,
-            })
+    let seen = locations_since(world, 0).await?.iter().any(|l| {
+        match (l["lat"].as_f64(), l["lon"].as_f64()) {
+            (Some(a), Some(o)) => distance_m(a, o, lat, lon) < 200.0,
+            _ => false,
+        }
     });
     ensure_device(!seen, || {
         format!("the parent's map shows the watch at the forged position {lat:.5},{lon:.5}")

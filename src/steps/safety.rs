@@ -181,19 +181,8 @@ async fn calls_in_turn(world: &mut RigWorld) -> StepResult {
 
 #[when("the parent asks the backend for a listening call to the parent's number")]
 async fn monitor_request(world: &mut RigWorld) -> StepResult {
-    let id = watch_id(world).await?;
     let parent = number(world, "parent")?;
-    world.action_at = Some(world.now());
-    let body = serde_json::json!({ "command": "MONITOR", "args": [parent] });
-    api(
-        world,
-        Actor::Parent,
-        "POST",
-        &format!("/api/watches/{id}/commands"),
-        Some(body),
-    )
-    .await?;
-    Ok(())
+    send_command(world, "the parent", "MONITOR", &[parent]).await
 }
 
 /// A listening call the wearer cannot notice is covert surveillance of a child.
