@@ -137,6 +137,20 @@ fn the_reference_watch_passes_the_rapex_findings() {
     assert_eq!(r["verdict"], "pass");
     assert_eq!(r["counts"]["pass"], 6);
     assert!(out.path().join("junit.xml").exists() && out.path().join("cucumber.json").exists());
+    // The test accounts' passwords are used, but written nowhere in the evidence.
+    let mut files = 0;
+    for entry in std::fs::read_dir(out.path()).unwrap().flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap();
+        files += 1;
+        for secret in ["Correct-Horse-7", "Battery-Staple-9"] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in {}",
+                entry.path().display()
+            );
+        }
+    }
+    assert!(files > 10, "the run directory holds the evidence ({files} files)");
 }
 
 #[test]
