@@ -57,12 +57,14 @@ fn temp_profile(edit: impl Fn(String) -> String) -> (tempfile::TempDir, PathBuf)
     let ca = fixtures().join("certs/ca.pem");
     let text = text
         .replace("../images/reference-2.4.0.img", "fw.img")
+        .replace("../images/reference-2.3.0.img", "fw-old.img")
         .replace("../certs/ca.pem", ca.to_str().unwrap());
     assert!(
         text.contains("image: fw.img"),
         "reference profile changed shape"
     );
     std::fs::write(dir.path().join("fw.img"), b"RRFW1\n").unwrap();
+    std::fs::write(dir.path().join("fw-old.img"), b"RRFW1\n").unwrap();
     let path = dir.path().join("profile.yaml");
     std::fs::write(&path, edit(text)).unwrap();
     (dir, path)
@@ -133,6 +135,20 @@ fn shipped_pi_bench_validates_without_presence_check_and_fails_presence_here() {
         &["port not present", "usb-FTDI"],
     );
     expect(&presence, "pi-bench.yaml", 29, 38, &["port not present"]);
+}
+
+#[test]
+fn a_missing_previous_image_is_reported_at_its_position() {
+    let (_dir, profile) = temp_profile(|t| t.replace("fw-old.img", "gone.img"));
+    let err = config::load_rig(&rig("virtual.yaml"), Some(profile.to_str().unwrap()))
+        .err()
+        .expect("a missing previous image is an error")
+        .to_string();
+    assert!(err.contains("profile.yaml:9:"), "{err}");
+    assert!(
+        err.contains("previous firmware image `gone.img` not found"),
+        "{err}"
+    );
 }
 
 #[test]
