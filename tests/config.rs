@@ -141,8 +141,7 @@ fn shipped_pi_bench_validates_without_presence_check_and_fails_presence_here() {
 fn a_missing_previous_image_is_reported_at_its_position() {
     let (_dir, profile) = temp_profile(|t| t.replace("fw-old.img", "gone.img"));
     let err = config::load_rig(&rig("virtual.yaml"), Some(profile.to_str().unwrap()))
-        .err()
-        .expect("a missing previous image is an error")
+        .expect_err("a missing previous image is an error")
         .to_string();
     assert!(err.contains("profile.yaml:9:"), "{err}");
     assert!(
