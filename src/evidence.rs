@@ -31,8 +31,12 @@ pub fn default_run_dir(started: &OffsetDateTime, loaded: &LoadedRig) -> PathBuf 
         started.minute(),
         started.second()
     );
-    let device: String = loaded
-        .device_name()
+    let name = loaded
+        .device_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| loaded.device_name().to_string());
+    let device: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {
