@@ -150,7 +150,10 @@ fn the_reference_watch_passes_the_rapex_findings() {
             );
         }
     }
-    assert!(files > 10, "the run directory holds the evidence ({files} files)");
+    assert!(
+        files > 10,
+        "the run directory holds the evidence ({files} files)"
+    );
 }
 
 #[test]
@@ -390,4 +393,55 @@ fn a_second_run_on_the_same_rig_is_refused_and_an_interrupted_run_still_reports(
         "stale lock after a killed run: {err}"
     );
     assert_eq!(o.status.code(), Some(0), "{err}");
+}
+
+#[test]
+fn a_feature_the_device_does_not_declare_is_not_applicable_with_its_reason() {
+    let out = tempfile::tempdir().unwrap();
+    let rig = private_rig(out.path(), "t-na", |t| t);
+    let _c = Cleanup(vec![rig.clone()]);
+    let o = run(&[
+        "run",
+        "--rig",
+        rig.to_str().unwrap(),
+        "--tags",
+        "@req:EN18031-2:UNM-1 or @req:EN18031-1:GEC-2",
+        "--out",
+        out.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = results(out.path());
+    let scenarios = r["scenarios"].as_array().unwrap();
+    let na: Vec<_> = scenarios
+        .iter()
+        .filter(|s| s["verdict"] == "not-applicable")
+        .collect();
+    assert_eq!(na.len(), 1, "{scenarios:?}");
+    assert!(na[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not list the feature `monitor`"));
+    let unm = r["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["id"] == "EN18031-2:UNM-1")
+        .unwrap();
+    assert_eq!(unm["verdict"], "not-applicable");
+    let undeclared = scenarios
+        .iter()
+        .find(|s| {
+            s["name"]
+                .as_str()
+                .unwrap()
+                .contains("does not declare cannot be triggered")
+        })
+        .unwrap();
+    assert_eq!(undeclared["verdict"], "pass", "{undeclared}");
 }

@@ -2,7 +2,7 @@
 
 use super::common::*;
 use crate::drivers::Position;
-use crate::runner::world::{device_fail, RigWorld, StepResult};
+use crate::runner::world::{device_fail, RigWorld, StepFail, StepResult};
 use crate::strategy::DeviceState;
 use cucumber::{given, then, when};
 use serde_json::json;
@@ -114,5 +114,39 @@ async fn backend_position(world: &mut RigWorld, metres: u32, secs: u32) -> StepR
             };
         }
         world.clock().sleep(1.0).await;
+    }
+}
+
+fn declares(world: &RigWorld, feature: &str) -> Result<bool, StepFail> {
+    let f: crate::config::Feature =
+        serde_json::from_value(serde_json::Value::String(feature.to_string())).map_err(|_| {
+            StepFail::Rig(format!(
+                "`{feature}` is not a feature a device profile can declare"
+            ))
+        })?;
+    Ok(world.ctx.loaded.device.device.declaration.has(f))
+}
+
+/// Scenarios about a feature apply only to devices that declare it.
+#[given(expr = "the device declares the feature {string}")]
+async fn declares_feature(world: &mut RigWorld, feature: String) -> StepResult {
+    if declares(world, &feature)? {
+        Ok(())
+    } else {
+        Err(StepFail::NotApplicable(format!(
+            "the manufacturer's declaration does not list the feature `{feature}`"
+        )))
+    }
+}
+
+/// The counterpart: checks that an undeclared feature is really absent.
+#[given(expr = "the device does not declare the feature {string}")]
+async fn lacks_feature(world: &mut RigWorld, feature: String) -> StepResult {
+    if declares(world, &feature)? {
+        Err(StepFail::NotApplicable(format!(
+            "the manufacturer's declaration lists the feature `{feature}`"
+        )))
+    } else {
+        Ok(())
     }
 }

@@ -172,3 +172,23 @@ async fn no_message_shown(world: &mut RigWorld, secs: u32) -> StepResult {
         )
     })
 }
+
+#[then(expr = "the watch opens no call to the parent within {int} seconds")]
+async fn no_call_to_parent(world: &mut RigWorld, secs: u32) -> StepResult {
+    let parent = number(world, "parent")?;
+    let since = world.action_at.unwrap_or(world.started);
+    let log = world.rig().cellular.log();
+    match log
+        .wait_for(
+            log.mark_since(since),
+            secs as f64,
+            |e| matches!(e, CellEvent::WatchDialled { number } if *number == parent),
+        )
+        .await
+    {
+        Some(_) => {
+            device_fail("the watch opened a call for a function its manufacturer does not declare")
+        }
+        None => Ok(()),
+    }
+}
