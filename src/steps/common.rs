@@ -203,6 +203,21 @@ pub async fn locations_since(world: &mut RigWorld, since: u64) -> Result<Vec<Val
         .unwrap_or_default())
 }
 
+/// Whether a screen text is what an idle watch shows anyway (nothing, or the time of
+/// day), as opposed to a notification.
+pub fn idle_screen(text: &str) -> bool {
+    let t = text.trim();
+    t.is_empty()
+        || t == "--:--"
+        || (t.len() <= 5
+            && t.split_once(':').is_some_and(|(h, m)| {
+                !h.is_empty()
+                    && h.len() <= 2
+                    && m.len() == 2
+                    && (h.to_owned() + m).bytes().all(|b| b.is_ascii_digit())
+            }))
+}
+
 /// Whether an API answer refuses the request.
 pub fn refused(r: &ApiResponse) -> bool {
     matches!(r.status, 400 | 401 | 403 | 404 | 405 | 409 | 429)
@@ -236,6 +251,23 @@ pub fn ensure_device(ok: bool, msg: impl FnOnce() -> String) -> Result<(), StepF
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clock_on_the_screen_is_not_a_notification() {
+        for idle in ["", "  ", "--:--", "07:05", "7:05", "23:59"] {
+            assert!(idle_screen(idle), "{idle:?}");
+        }
+        for notice in [
+            "Call from +49151",
+            "SOS sent",
+            "In call +4915",
+            "12:3",
+            "ab:cd",
+            "12:345",
+        ] {
+            assert!(!idle_screen(notice), "{notice:?}");
+        }
+    }
 
     #[test]
     fn distance_of_a_known_pair() {

@@ -108,7 +108,7 @@ fn shown_to_wearer(world: &RigWorld, since: u64, until: u64, needle: Option<&str
                 Some(line)
             }
             crate::drivers::IndicatorEvent::Screen { text }
-                if needle.is_none_or(|n| text.contains(n)) =>
+                if !idle_screen(&text) && needle.is_none_or(|n| text.contains(n)) =>
             {
                 Some(format!("screen \"{text}\""))
             }

@@ -214,7 +214,7 @@ async fn monitor_is_noticeable(world: &mut RigWorld, secs: u32) -> StepResult {
         .filter(|r| r.t <= call.t + 10_000)
         .filter_map(|r| match r.value {
             IndicatorEvent::Edge { line, level: true } if line != "mic" => Some(line),
-            IndicatorEvent::Screen { text } if !text.trim().is_empty() => {
+            IndicatorEvent::Screen { text } if !idle_screen(&text) => {
                 Some(format!("screen \"{text}\""))
             }
             _ => None,
