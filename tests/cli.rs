@@ -16,9 +16,44 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
+/// A finished `redrig run -q` on a private copy of the virtual rig.
+struct PrivateRun {
+    code: Option<i32>,
+    stderr: String,
+    results: serde_json::Value,
+    out: tempfile::TempDir,
+}
+
+/// Run the scenarios on a private rig (see [`private_rig`]) with extra arguments.
+fn run_private(name: &str, edit: impl Fn(String) -> String, args: &[&str]) -> PrivateRun {
+    let out = tempfile::tempdir().unwrap();
+    let rig = private_rig(name, edit);
+    let _c = Cleanup(vec![rig.clone()]);
+    let mut all = vec![
+        "run",
+        "-q",
+        "--rig",
+        rig.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let o = run(&all);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let results = std::fs::read(out.path().join("results.json"))
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap_or_else(|e| panic!("no results.json ({e}); stderr: {stderr}"));
+    PrivateRun {
+        code: o.status.code(),
+        stderr,
+        results,
+        out,
+    }
+}
+
 /// A rig configuration like the default virtual one, with its own name (so tests
 /// running in parallel do not contend for the same rig lock) and lock directory.
-fn private_rig(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+fn private_rig(name: &str, edit: impl Fn(String) -> String) -> PathBuf {
     let text = std::fs::read_to_string(fixtures().join("rigs/virtual.yaml")).unwrap();
     let text = text.replacen("name: virtual-lab", &format!("name: {name}"), 1);
     let text = edit(text);
@@ -26,7 +61,6 @@ fn private_rig(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathB
         .join("rigs")
         .join(format!(".test-{name}-{}.yaml", std::process::id()));
     std::fs::write(&path, text).unwrap();
-    let _ = dir;
     path
 }
 
@@ -113,33 +147,22 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> i32 {
 
 #[test]
 fn the_reference_watch_passes_the_rapex_findings() {
-    let out = tempfile::tempdir().unwrap();
-    let rig = private_rig(out.path(), "t-ref", |t| t);
-    let _c = Cleanup(vec![rig.clone()]);
-    let o = run(&[
-        "run",
-        "--rig",
-        rig.to_str().unwrap(),
-        "--tags",
-        "@rapex",
-        "--out",
-        out.path().to_str().unwrap(),
-        "-q",
-    ]);
-    let r = results(out.path());
+    let run = run_private("t-ref", |t| t, &["--tags", "@rapex"]);
+    let r = &run.results;
     assert_eq!(
-        o.status.code(),
+        run.code,
         Some(0),
         "stderr: {}\nresults: {}",
-        String::from_utf8_lossy(&o.stderr),
+        run.stderr,
         r["scenarios"]
     );
     assert_eq!(r["verdict"], "pass");
     assert_eq!(r["counts"]["pass"], 6);
-    assert!(out.path().join("junit.xml").exists() && out.path().join("cucumber.json").exists());
+    let out = run.out.path();
+    assert!(out.join("junit.xml").exists() && out.join("cucumber.json").exists());
     // The test accounts' passwords are used, but written nowhere in the evidence.
     let mut files = 0;
-    for entry in std::fs::read_dir(out.path()).unwrap().flatten() {
+    for entry in std::fs::read_dir(out).unwrap().flatten() {
         let bytes = std::fs::read(entry.path()).unwrap();
         files += 1;
         for secret in ["Correct-Horse-7", "Battery-Staple-9"] {
@@ -158,29 +181,13 @@ fn the_reference_watch_passes_the_rapex_findings() {
 
 #[test]
 fn safe_kid_one_fails_and_names_its_requirements() {
-    let out = tempfile::tempdir().unwrap();
-    let rig = private_rig(out.path(), "t-skid", |t| t);
-    let _c = Cleanup(vec![rig.clone()]);
-    let o = run(&[
-        "run",
-        "--rig",
-        rig.to_str().unwrap(),
-        "--dut",
-        "safe-kid-one",
-        "--tags",
-        "@rapex",
-        "--out",
-        out.path().to_str().unwrap(),
-        "-q",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
+    let run = run_private(
+        "t-skid",
+        |t| t,
+        &["--dut", "safe-kid-one", "--tags", "@rapex"],
     );
-    let r = results(out.path());
-    let failed: Vec<&str> = r["failed_requirements"]
+    assert_eq!(run.code, Some(1), "stderr: {}", run.stderr);
+    let failed: Vec<&str> = run.results["failed_requirements"]
         .as_array()
         .unwrap()
         .iter()
@@ -190,7 +197,7 @@ fn safe_kid_one_fails_and_names_its_requirements() {
         assert!(failed.contains(&req), "{req} not in {failed:?}");
     }
     // JUnit carries the requirement ids.
-    let junit = std::fs::read_to_string(out.path().join("junit.xml")).unwrap();
+    let junit = std::fs::read_to_string(run.out.path().join("junit.xml")).unwrap();
     assert!(junit.contains("<property name=\"requirement\" value=\"EN18031-1:SCM-3\"/>"));
     assert!(junit.contains("<failure"));
 }
@@ -256,28 +263,10 @@ fn list_and_requirements_show_the_traceability() {
 
 #[test]
 fn a_lab_that_cannot_start_is_inconclusive_not_a_device_fail() {
-    let out = tempfile::tempdir().unwrap();
-    let rig = private_rig(out.path(), "t-broken", |t| {
-        t.replace("watch_command: null", "watch_command: [\"/bin/false\"]")
-    });
-    let _c = Cleanup(vec![rig.clone()]);
-    let o = run(&[
-        "run",
-        "--rig",
-        rig.to_str().unwrap(),
-        "--tags",
-        "@rapex",
-        "--out",
-        out.path().to_str().unwrap(),
-        "-q",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let r = results(out.path());
+    let broken = |t: String| t.replace("watch_command: null", "watch_command: [\"/bin/false\"]");
+    let run = run_private("t-broken", broken, &["--tags", "@rapex"]);
+    assert_eq!(run.code, Some(2), "stderr: {}", run.stderr);
+    let r = &run.results;
     assert_eq!(r["verdict"], "inconclusive");
     assert_eq!(r["counts"]["fail"], 0);
     assert_eq!(r["counts"]["inconclusive"], 6);
@@ -288,7 +277,7 @@ fn a_lab_that_cannot_start_is_inconclusive_not_a_device_fail() {
 fn a_second_run_on_the_same_rig_is_refused_and_an_interrupted_run_still_reports() {
     let out1 = tempfile::tempdir().unwrap();
     let out2 = tempfile::tempdir().unwrap();
-    let rig = private_rig(out1.path(), "t-lock", |t| t);
+    let rig = private_rig("t-lock", |t| t);
     let _c = Cleanup(vec![rig.clone()]);
     let mut first = redrig()
         .args([
@@ -397,26 +386,10 @@ fn a_second_run_on_the_same_rig_is_refused_and_an_interrupted_run_still_reports(
 
 #[test]
 fn a_feature_the_device_does_not_declare_is_not_applicable_with_its_reason() {
-    let out = tempfile::tempdir().unwrap();
-    let rig = private_rig(out.path(), "t-na", |t| t);
-    let _c = Cleanup(vec![rig.clone()]);
-    let o = run(&[
-        "run",
-        "--rig",
-        rig.to_str().unwrap(),
-        "--tags",
-        "@req:EN18031-2:UNM-1 or @req:EN18031-1:GEC-2",
-        "--out",
-        out.path().to_str().unwrap(),
-        "-q",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let r = results(out.path());
+    let tags = "@req:EN18031-2:UNM-1 or @req:EN18031-1:GEC-2";
+    let run = run_private("t-na", |t| t, &["--tags", tags]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let r = &run.results;
     let scenarios = r["scenarios"].as_array().unwrap();
     let na: Vec<_> = scenarios
         .iter()

@@ -203,6 +203,23 @@ pub async fn locations_since(world: &mut RigWorld, since: u64) -> Result<Vec<Val
         .unwrap_or_default())
 }
 
+/// The first call the watch dials to `number` since the scenario's last action,
+/// waiting up to `secs` device seconds.
+pub async fn dialled_within(
+    world: &RigWorld,
+    number: &str,
+    secs: u32,
+) -> Option<crate::drivers::eventlog::Record<crate::drivers::CellEvent>> {
+    let since = world.action_at.unwrap_or(world.started);
+    let log = world.rig().cellular.log();
+    log.wait_for(
+        log.mark_since(since),
+        secs as f64,
+        |e| matches!(e, crate::drivers::CellEvent::WatchDialled { number: n } if n == number),
+    )
+    .await
+}
+
 /// Whether a screen text is what an idle watch shows anyway (nothing, or the time of
 /// day), as opposed to a notification.
 pub fn idle_screen(text: &str) -> bool {

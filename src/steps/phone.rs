@@ -78,15 +78,7 @@ async fn no_sms(world: &mut RigWorld, secs: u32) -> StepResult {
 async fn no_call_to_stranger(world: &mut RigWorld, secs: u32) -> StepResult {
     let stranger = number(world, "stranger")?;
     let since = world.action_at.unwrap_or(world.started);
-    let log = world.rig().cellular.log();
-    match log
-        .wait_for(
-            log.mark_since(since),
-            secs as f64,
-            |e| matches!(e, CellEvent::WatchDialled { number } if *number == stranger),
-        )
-        .await
-    {
+    match dialled_within(world, &stranger, secs).await {
         Some(r) => device_fail(format!(
             "the watch called the stranger's number {stranger} {:.1} s later",
             (r.t.saturating_sub(since)) as f64 / 1000.0
@@ -176,16 +168,7 @@ async fn no_message_shown(world: &mut RigWorld, secs: u32) -> StepResult {
 #[then(expr = "the watch opens no call to the parent within {int} seconds")]
 async fn no_call_to_parent(world: &mut RigWorld, secs: u32) -> StepResult {
     let parent = number(world, "parent")?;
-    let since = world.action_at.unwrap_or(world.started);
-    let log = world.rig().cellular.log();
-    match log
-        .wait_for(
-            log.mark_since(since),
-            secs as f64,
-            |e| matches!(e, CellEvent::WatchDialled { number } if *number == parent),
-        )
-        .await
-    {
+    match dialled_within(world, &parent, secs).await {
         Some(_) => {
             device_fail("the watch opened a call for a function its manufacturer does not declare")
         }

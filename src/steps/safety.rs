@@ -138,16 +138,7 @@ fn dialled_after(world: &RigWorld, since: u64, who: &str) -> Option<u64> {
 async fn watch_calls(world: &mut RigWorld, role: String, secs: u32) -> StepResult {
     let n = number(world, &role)?;
     let since = world.action_at.unwrap_or(world.started);
-    let log = world.rig().cellular.log();
-    let mark = log.mark_since(since);
-    match log
-        .wait_for(
-            mark,
-            secs as f64,
-            |e| matches!(e, CellEvent::WatchDialled { number } if *number == n),
-        )
-        .await
-    {
+    match dialled_within(world, &n, secs).await {
         Some(r) => {
             world.measure(
                 &format!("time to call {role}"),
@@ -189,16 +180,7 @@ async fn monitor_request(world: &mut RigWorld) -> StepResult {
 #[then(expr = "any call the watch opens to the parent within {int} seconds is shown to the wearer")]
 async fn monitor_is_noticeable(world: &mut RigWorld, secs: u32) -> StepResult {
     let parent = number(world, "parent")?;
-    let since = world.action_at.unwrap_or(world.started);
-    let log = world.rig().cellular.log();
-    let call = log
-        .wait_for(
-            log.mark_since(since),
-            secs as f64,
-            |e| matches!(e, CellEvent::WatchDialled { number } if *number == parent),
-        )
-        .await;
-    let Some(call) = call else {
+    let Some(call) = dialled_within(world, &parent, secs).await else {
         world.note(format!(
             "the watch opened no call to the parent within {secs} s"
         ));
