@@ -33,6 +33,18 @@ pub const HOME: Position = Position {
     alt_m: 40.0,
 };
 
+/// Wait (bounded) until nothing has arrived on the modem line for two device
+/// seconds.
+async fn quiesce_modem_line(rig: &Rig) {
+    for _ in 0..10 {
+        let mark = rig.cellular.log().mark();
+        rig.clock.sleep(2.0).await;
+        if rig.cellular.log().since(mark).is_empty() {
+            return;
+        }
+    }
+}
+
 /// One transition, for the run log and the evidence.
 #[derive(Debug, Clone, Serialize)]
 pub struct Transition {
@@ -115,7 +127,10 @@ impl Strategy {
         if fresh || self.state == DeviceState::Unknown || target < self.state {
             rig.power.set(false).await?;
             // A watch without power drops out of any call, as it would on a real
-            // network; the next scenario starts with the line idle.
+            // network; the next scenario starts with the line idle. Commands the
+            // watch wrote just before losing power may still be on their way through
+            // the modem line, so the rig waits for the line to fall quiet first.
+            quiesce_modem_line(rig).await;
             rig.cellular.hang_up().await?;
             self.enter(&clock, DeviceState::Off, "power off");
         }
@@ -161,6 +176,8 @@ impl Strategy {
             rig.gnss.set_position(Some(HOME)).await?;
             rig.cellular.set_call_answer(CallAnswer::Answer);
             rig.cellular.set_registration(Registration::Home).await?;
+            // Anything still set up on the network side belongs to the previous boot.
+            rig.cellular.hang_up().await?;
             let pattern = regex::Regex::new(&device.console.boot_pattern)
                 .map_err(|e| RigError::Config(format!("boot_pattern: {e}")))?;
             let mark = rig.console.log().mark();

@@ -282,3 +282,46 @@ async fn list_excludes_watch(world: &mut RigWorld) -> StepResult {
         format!("another family's account lists the watch (IMEI {imei})")
     })
 }
+
+#[when("a client presenting a made-up token requests the watch's location history")]
+async fn made_up_token(world: &mut RigWorld) -> StepResult {
+    let id = watch_id(world).await?;
+    // 64 hex digits of the same shape as a real token, from nothing the backend issued.
+    let token: String = format!("{:016x}", world.now() ^ 0x5eed_f00d_dead_beef)
+        .repeat(4)
+        .chars()
+        .take(64)
+        .collect();
+    let r = world
+        .rig()
+        .backend
+        .request(
+            "GET",
+            &format!("/api/watches/{id}/locations"),
+            Some(&token),
+            None,
+        )
+        .await?;
+    world.note(format!("made-up token → HTTP {}", r.status));
+    world.last_response = Some(r);
+    Ok(())
+}
+
+#[when(expr = "someone registers an account with the password {string}")]
+async fn register_with(world: &mut RigWorld, password: String) -> StepResult {
+    // A fresh address each time, so the answer is about the password only.
+    let email = format!("weak-{}@example.org", world.now());
+    let body = json!({ "email": email, "password": password });
+    let r = world
+        .rig()
+        .backend
+        .request("POST", "/api/register", None, Some(&body))
+        .await?;
+    world.note(format!(
+        "registering {email} with a {}-character password → HTTP {}",
+        password.len(),
+        r.status
+    ));
+    world.last_response = Some(r);
+    Ok(())
+}
