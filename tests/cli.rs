@@ -418,3 +418,65 @@ fn a_feature_the_device_does_not_declare_is_not_applicable_with_its_reason() {
         .unwrap();
     assert_eq!(undeclared["verdict"], "pass", "{undeclared}");
 }
+
+#[test]
+fn lab_up_prints_every_wire_takes_commands_and_leaves_nothing_behind() {
+    use std::io::Write;
+    let mut child = redrig()
+        .args(["lab", "up", "--dut", "sms-default-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    // Collect the shell's output on a thread; the test waits for what it needs.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    writeln!(stdin, "sms +4915100000666 pw,123456,ts#").unwrap();
+    let mut out = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !out.contains("SmsFromWatch") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => out.push_str(&(line + "\n")),
+            Err(_) => panic!("the poked watch did not answer the SMS:\n{out}"),
+        }
+    }
+    writeln!(stdin, "quit").unwrap();
+    drop(stdin);
+    let code = wait_exit(&mut child, Duration::from_secs(30));
+    reader.join().unwrap();
+    out.extend(rx.try_iter().map(|l| l + "\n"));
+    assert_eq!(code, 0, "{out}");
+    for wire in [
+        "console",
+        "gnss",
+        "modem",
+        "gpio",
+        "flash drive",
+        "debug port",
+        "cloud",
+    ] {
+        assert!(
+            out.contains(&format!("  {wire}")),
+            "`{wire}` missing from:\n{out}"
+        );
+    }
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(
+        out.contains("SmsFromWatch"),
+        "the poked watch answered:\n{out}"
+    );
+    assert_eq!(lab_leftovers(pid), Vec::<String>::new());
+}
