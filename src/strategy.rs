@@ -87,16 +87,6 @@ impl Strategy {
         }
     }
 
-    pub fn state(&self) -> DeviceState {
-        self.state
-    }
-
-    /// The device's state is no longer known (a scenario changed it behind the
-    /// strategy's back: flashed other firmware, powered it off, factory reset…).
-    pub fn invalidate(&mut self) {
-        self.state = DeviceState::Unknown;
-    }
-
     /// A scenario flashed other firmware: the next bring-up must re-flash.
     pub fn forget_flash(&mut self) {
         self.flashed_sha = None;

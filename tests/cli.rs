@@ -134,6 +134,25 @@ fn wait_for_log(path: &Path, needle: &str, timeout: Duration) {
     }
 }
 
+/// `redrig run --tags @safety` on `rig` in the background, output discarded.
+fn spawn_run(rig: &Path, out: &Path) -> Child {
+    redrig()
+        .args([
+            "run",
+            "--rig",
+            rig.to_str().unwrap(),
+            "--tags",
+            "@safety",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn wait_exit(child: &mut Child, timeout: Duration) -> i32 {
     let start = Instant::now();
     loop {
@@ -158,6 +177,14 @@ fn the_reference_watch_passes_the_rapex_findings() {
     );
     assert_eq!(r["verdict"], "pass");
     assert_eq!(r["counts"]["pass"], 6);
+    for sc in r["scenarios"].as_array().unwrap() {
+        let (start, end) = (sc["device_start_ms"].as_u64(), sc["device_end_ms"].as_u64());
+        assert!(
+            start.is_some() && end >= start,
+            "device times of {}",
+            sc["name"]
+        );
+    }
     let out = run.out.path();
     assert!(out.join("junit.xml").exists() && out.join("cucumber.json").exists());
     // The test accounts' passwords are used, but written nowhere in the evidence.
@@ -279,21 +306,7 @@ fn a_second_run_on_the_same_rig_is_refused_and_an_interrupted_run_still_reports(
     let out2 = tempfile::tempdir().unwrap();
     let rig = private_rig("t-lock", |t| t);
     let _c = Cleanup(vec![rig.clone()]);
-    let mut first = redrig()
-        .args([
-            "run",
-            "--rig",
-            rig.to_str().unwrap(),
-            "--tags",
-            "@safety",
-            "--out",
-            out1.path().to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = spawn_run(&rig, out1.path());
     // The first run holds the lock once it has written its run log.
     wait_for("the first run to start", Duration::from_secs(60), || {
         out1.path().join("run.log").exists()
@@ -345,21 +358,7 @@ fn a_second_run_on_the_same_rig_is_refused_and_an_interrupted_run_still_reports(
     assert!(out1.path().join("junit.xml").exists());
 
     // A killed run leaves no lock behind: the rig is free again.
-    let mut killed = redrig()
-        .args([
-            "run",
-            "--rig",
-            rig.to_str().unwrap(),
-            "--tags",
-            "@safety",
-            "--out",
-            out2.path().to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut killed = spawn_run(&rig, out2.path());
     wait_for("the run to start", Duration::from_secs(60), || {
         out2.path().join("run.log").exists()
     });

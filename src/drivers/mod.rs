@@ -6,12 +6,10 @@
 //! its states. Every driver records what it did and saw, with device-time stamps, into
 //! an [`EventLog`] that steps assert on and the evidence writer saves.
 
-use crate::clock::{Clock, DeviceMs};
 use crate::error::RigResult;
 use async_trait::async_trait;
 use serde::Serialize;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub mod backend_http;
@@ -256,17 +254,6 @@ pub trait Backend: Send + Sync {
     /// (plain TCP or TLS without a client certificate, per the endpoint), send
     /// `bytes`, and return what came back within `wait` (wall time).
     async fn device_endpoint_exchange(&self, bytes: &[u8], wait: Duration) -> RigResult<Vec<u8>>;
-}
-
-/// Shared handle to a driver.
-pub type Shared<T> = Arc<T>;
-
-/// Evidence sink a driver may write raw records to (console bytes, sentences…).
-pub type EvidenceFile = Arc<Mutex<std::fs::File>>;
-
-/// Shorthand for a now-stamp.
-pub fn stamp(clock: &Clock) -> DeviceMs {
-    clock.now()
 }
 
 /// The network's name service and data plane, as the cellular side needs it: the

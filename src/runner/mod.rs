@@ -198,6 +198,7 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
                     };
                     let writer = RecorderWriter::new(recorder.clone(), &fdir, opts.quiet)
                         .with_log(log.clone())
+                        .with_clock(clock)
                         .assert_normalized();
                     <RigWorld as cucumber::World>::cucumber()
                         .max_concurrent_scenarios(1)

@@ -140,19 +140,6 @@ impl Recorder {
         }
     }
 
-    pub fn set_device_times(&self, start: Option<u64>, end: Option<u64>) {
-        let mut s = self.inner.lock().unwrap();
-        if let Some(i) = s.current {
-            let r = &mut s.scenarios[i];
-            if start.is_some() {
-                r.device_start_ms = start;
-            }
-            if end.is_some() {
-                r.device_end_ms = end;
-            }
-        }
-    }
-
     /// Everything recorded so far.
     pub fn scenarios(&self) -> Vec<ScenarioRecord> {
         self.inner.lock().unwrap().scenarios.clone()
@@ -282,6 +269,7 @@ pub struct RecorderWriter {
     features_dir: PathBuf,
     progress: Progress,
     log: Option<Arc<crate::evidence::RunLog>>,
+    clock: Option<crate::clock::Clock>,
 }
 
 impl RecorderWriter {
@@ -291,7 +279,14 @@ impl RecorderWriter {
             features_dir: features_dir.to_path_buf(),
             progress: Progress::new(quiet),
             log: None,
+            clock: None,
         }
+    }
+
+    /// Stamp each scenario's start and end with the device clock.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// Also note every scenario's start and verdict in the run log.
@@ -354,7 +349,7 @@ impl RecorderWriter {
                         message: None,
                         started: Some(utc_string(at)),
                         wall_ms: 0,
-                        device_start_ms: None,
+                        device_start_ms: self.clock.map(|c| c.now()),
                         device_end_ms: None,
                         steps: Vec::new(),
                         measurements: Vec::new(),
@@ -380,6 +375,7 @@ impl RecorderWriter {
                     let started = s.current_started.take();
                     let r = &mut s.scenarios[i];
                     r.wall_ms = elapsed_ms(started);
+                    r.device_end_ms = self.clock.map(|c| c.now());
                     self.progress.finished(r);
                     let line = format!(
                         "scenario finished: {}:{} {} — {}{}",

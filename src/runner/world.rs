@@ -110,7 +110,6 @@ impl RigWorld {
             .clone()
             .ok_or_else(|| RigError::Other("no run context installed".into()))?;
         let started = ctx.clock.now();
-        ctx.recorder.set_device_times(Some(started), None);
         Ok(RigWorld {
             ctx,
             started,
