@@ -14,6 +14,7 @@ pub mod error;
 pub mod evidence;
 pub mod features;
 pub mod gateway;
+pub mod gnss;
 pub mod lab;
 pub mod labshell;
 pub mod lock;
