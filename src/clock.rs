@@ -49,6 +49,19 @@ impl Clock {
         Duration::from_secs_f64((device_secs / self.scale).max(0.0))
     }
 
+    /// Wall time from now until device time `t_ms` (fractional milliseconds); zero
+    /// when it has passed.
+    pub fn until(&self, t_ms: f64) -> Duration {
+        let target = self.epoch_mono_ns as f64 + t_ms * 1e6 / self.scale;
+        let now = monotonic_ns() as f64;
+        Duration::from_nanos((target - now).max(0.0) as u64)
+    }
+
+    /// Device time now with sub-millisecond resolution.
+    pub fn now_f64(&self) -> f64 {
+        monotonic_ns().saturating_sub(self.epoch_mono_ns) as f64 * self.scale / 1e6
+    }
+
     /// UTC Unix milliseconds of a device time.
     pub fn utc_ms(&self, t: DeviceMs) -> i64 {
         self.device_epoch_unix_ms + t as i64

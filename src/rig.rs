@@ -34,6 +34,7 @@ use crate::drivers::{
 use crate::error::{RigError, RigResult};
 use crate::gateway::{Gateway, GatewaySpec};
 use crate::lab::{Lab, LabSpec};
+use crate::wire::nmea::Talker;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -224,18 +225,30 @@ impl Rig {
         let console =
             blocking(move || SerialConsole::open("watch", &path, baud, clock, &e)).await?;
 
-        let GnssConfig::Serial {
-            port,
-            baud,
-            rate_hz,
-        } = &ins.gnss;
-        let (path, baud) = (resolve(port)?, *baud);
-        let options = GnssOptions {
-            rate_hz: *rate_hz as f64,
-            ..GnssOptions::default()
+        let (gnss, gnss_part): (Arc<dyn Gnss>, _) = match &ins.gnss {
+            GnssConfig::Serial {
+                port,
+                baud,
+                rate_hz,
+                talker,
+                ..
+            } => {
+                let options = GnssOptions {
+                    rate_hz: *rate_hz,
+                    talker: Talker::parse(talker).unwrap_or(Talker::Gp),
+                    // A pseudo-terminal delivers at once: pace characters as a UART would.
+                    pace_bytes: matches!(port, PortRef::Lab(_)),
+                    ..GnssOptions::default()
+                };
+                let (path, baud) = (resolve(port)?, *baud);
+                let e = ev.clone();
+                let g = blocking(move || SerialGnss::open(&path, baud, clock, options, &e)).await?;
+                (g.clone() as Arc<dyn Gnss>, Some(g))
+            }
+            GnssConfig::Sdr { .. } => {
+                return Err(not_implemented("instruments.gnss backend `sdr`"));
+            }
         };
-        let e = ev.clone();
-        let gnss = blocking(move || SerialGnss::open(&path, baud, clock, options, &e)).await?;
 
         let modem = match &ins.cellular {
             CellularConfig::VirtualModem { port, baud } => {
@@ -274,7 +287,7 @@ impl Rig {
             buttons,
             indicators,
             console: console.clone(),
-            gnss: gnss.clone(),
+            gnss,
             cellular: modem.clone(),
             flasher,
             debug,
@@ -285,7 +298,7 @@ impl Rig {
                 virtual_gpio,
                 pi_gpio,
                 console: Some(console),
-                gnss: Some(gnss),
+                gnss: gnss_part,
                 modem: Some(modem),
             },
         })

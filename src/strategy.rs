@@ -162,7 +162,11 @@ impl Strategy {
             return Ok(());
         }
         if self.state < DeviceState::Booted {
-            // The world the watch wakes up in: home position with a fix, home network.
+            // The world the watch wakes up in: home position with a fix (true time, no
+            // outage, spoofing or replay left from before), home network.
+            rig.gnss
+                .apply(crate::gnss::scene::GnssChange::Reset)
+                .await?;
             rig.gnss.set_position(Some(HOME)).await?;
             rig.cellular.set_call_answer(CallAnswer::Answer);
             rig.cellular.set_registration(Registration::Home).await?;

@@ -129,6 +129,8 @@ pub struct LoadedRig {
     /// Things that are allowed but will not work as one may expect (e.g. `probe-rs`
     /// backends, an unset `password_env` variable). Same format as errors.
     pub warnings: Vec<ConfigError>,
+    /// Places and routes from the GNSS instrument's `routes` directory.
+    pub routes: std::sync::Arc<crate::gnss::route::RouteLibrary>,
 }
 
 impl LoadedRig {
@@ -405,13 +407,27 @@ fn finish(
     cli.append(&mut errors);
     cli.append(&mut dev_errors);
     warnings.append(&mut dev_warnings);
-    match (rig, device) {
-        (Some(rig), Some(device)) if cli.is_empty() => Ok(LoadedRig {
+    // Routes are scenario data the rig file points at: their errors come last.
+    let routes = match &rig {
+        Some(r) if r.instruments.gnss.routes_dir().is_dir() => {
+            match crate::gnss::route::RouteLibrary::load_dir(r.instruments.gnss.routes_dir()) {
+                Ok(lib) => Some(lib),
+                Err(mut e) => {
+                    cli.append(&mut e.0);
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    match (rig, device, routes) {
+        (Some(rig), Some(device), Some(routes)) if cli.is_empty() => Ok(LoadedRig {
             rig,
             device,
             rig_path: rig_path.to_path_buf(),
             device_path: device_path.to_path_buf(),
             warnings,
+            routes: std::sync::Arc::new(routes),
         }),
         _ => {
             if cli.is_empty() {
@@ -493,8 +509,9 @@ pub fn check_presence(loaded: &LoadedRig) -> Vec<ConfigError> {
     let mut paths: Vec<(&str, &str, &PortRef, &str)> = Vec::new();
     let ConsoleConfig::Serial { port, .. } = &ins.console;
     paths.push(("console", "port", port, "port"));
-    let GnssConfig::Serial { port, .. } = &ins.gnss;
-    paths.push(("gnss", "port", port, "port"));
+    if let GnssConfig::Serial { port, .. } = &ins.gnss {
+        paths.push(("gnss", "port", port, "port"));
+    }
     if let CellularConfig::VirtualModem { port, .. } = &ins.cellular {
         paths.push(("cellular", "port", port, "port"));
     }

@@ -260,15 +260,71 @@ pub enum ConsoleConfig {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "backend", rename_all = "kebab-case")]
 pub enum GnssConfig {
-    /// `{ backend: serial, port: "lab:gnss", baud: 9600, rate_hz: 1 }`.
+    /// `{ backend: serial, port: "lab:gnss", baud: 9600, rate_hz: 1, talker: GP }` —
+    /// NMEA written to the receiver's UART (or the lab's pty).
     Serial {
         /// Serial device (`lab:gnss` on a virtual rig).
         port: PortRef,
-        /// A standard baud rate.
+        /// A standard baud rate; it must carry the chosen rate's sentences.
         baud: u32,
         /// NMEA fix rate: 1, 5 or 10 (default 1).
         rate_hz: u32,
+        /// `GP` (GPS-only receiver) or `GN` (multi-GNSS: GPS, GLONASS, Galileo).
+        talker: String,
+        /// Directory of routes and places (default `fixtures/routes`).
+        routes: PathBuf,
+        /// Directory of NMEA recordings for replay (default `fixtures/nmea/gpsd`).
+        recordings: PathBuf,
     },
+    /// `{ backend: sdr, command: [argv…] }` — RF-level simulation: the scene's motion is
+    /// written as a gps-sdr-sim user-motion file and `command` (with `{motion}`
+    /// replaced by its path and `{duration}` by its length in seconds) is (re)started
+    /// at each change. See docs/gnss.md.
+    Sdr {
+        /// argv, non-empty.
+        command: Vec<String>,
+        /// Directory of routes and places (default `fixtures/routes`).
+        routes: PathBuf,
+        /// Geoid separation added to route altitudes (metres above mean sea level)
+        /// to give the ellipsoid heights the signal simulator wants.
+        geoid_sep: f64,
+    },
+}
+
+impl GnssConfig {
+    /// The routes directory.
+    pub fn routes_dir(&self) -> &Path {
+        match self {
+            GnssConfig::Serial { routes, .. } | GnssConfig::Sdr { routes, .. } => routes,
+        }
+    }
+
+    /// The recordings directory (`None`: this backend cannot replay NMEA).
+    pub fn recordings_dir(&self) -> Option<&Path> {
+        match self {
+            GnssConfig::Serial { recordings, .. } => Some(recordings),
+            GnssConfig::Sdr { .. } => None,
+        }
+    }
+}
+
+/// Bytes per second a simulated receiver writes at `rate_hz`: RMC, VTG, GGA and ZDA
+/// every epoch (at most 72 characters each, CR LF included) and, once per second,
+/// GSA and three GSV sentences per constellation (one for `GP`, three for `GN`).
+pub fn gnss_bytes_per_second(rate_hz: u32, talker: &str) -> u32 {
+    let systems = if talker == "GN" { 3 } else { 1 };
+    rate_hz * 4 * 72 + systems * 4 * 72
+}
+
+/// The slowest standard baud rate that carries [`gnss_bytes_per_second`] (8N1: ten
+/// bits per byte).
+pub fn gnss_min_baud(rate_hz: u32, talker: &str) -> u32 {
+    let bits = gnss_bytes_per_second(rate_hz, talker) * 10;
+    STANDARD_BAUDS
+        .iter()
+        .copied()
+        .find(|&b| b >= bits)
+        .unwrap_or(921_600)
 }
 
 /// `instruments.cellular`: the cellular network the watch's modem sees.
@@ -424,6 +480,11 @@ struct RawInstrument {
     port: Option<String>,
     baud: Option<u32>,
     rate_hz: Option<u32>,
+    talker: Option<String>,
+    routes: Option<PathBuf>,
+    recordings: Option<PathBuf>,
+    command: Option<Vec<String>>,
+    geoid_sep: Option<f64>,
     hooks: Option<BTreeMap<String, Vec<String>>>,
     path: Option<String>,
     probe: Option<String>,
@@ -613,7 +674,7 @@ pub(crate) fn validate(
         buttons: buttons(&ins.buttons, d, ctx),
         indicators: indicators(&ins.indicators, d, ctx),
         console: console(&ins.console, d, ctx),
-        gnss: gnss(&ins.gnss, d, ctx),
+        gnss: gnss(&ins.gnss, d, ctx, rig_dir),
         cellular: cellular(&ins.cellular, d, ctx),
         flasher: flasher(&ins.flasher, d, ctx),
         debug_port: debug_port(&ins.debug_port, d, ctx),
@@ -984,26 +1045,106 @@ fn console(raw: &RawInstrument, d: &mut Diag, ctx: Ctx) -> ConsoleConfig {
     }
 }
 
-fn gnss(raw: &RawInstrument, d: &mut Diag, ctx: Ctx) -> GnssConfig {
+fn gnss(raw: &RawInstrument, d: &mut Diag, ctx: Ctx, rig_dir: &Path) -> GnssConfig {
     let name = "gnss";
-    if backend_of(raw, name, d, &[("serial", &["port", "baud", "rate_hz"])]).is_none() {
-        return GnssConfig::Serial {
+    let dir = |v: &Option<PathBuf>, key: &str, default: &str, d: &mut Diag| -> PathBuf {
+        let p = match v {
+            None => return crate::config::fixtures_dir().join(default),
+            Some(p) if p.is_relative() => rig_dir.join(p),
+            Some(p) => p.clone(),
+        };
+        if !p.is_dir() {
+            d.err(
+                &["instruments", name, key],
+                format!(
+                    "{key} directory `{}` not found (looked for {}): expected a directory, relative to this file",
+                    v.as_deref().unwrap_or(Path::new("")).display(),
+                    p.display()
+                ),
+            );
+        }
+        p
+    };
+    match backend_of(
+        raw,
+        name,
+        d,
+        &[
+            (
+                "serial",
+                &["port", "baud", "rate_hz", "talker", "routes", "recordings"],
+            ),
+            ("sdr", &["command", "routes", "geoid_sep"]),
+        ],
+    ) {
+        Some("sdr") => {
+            let command = raw.command.clone().unwrap_or_default();
+            if command.is_empty() || command[0].trim().is_empty() {
+                d.err_key(
+                    &["instruments", name, "command"],
+                    "instruments.gnss: backend `sdr` needs `command`, a non-empty argv list (use {motion} and {duration} for the motion file and its length)",
+                );
+            }
+            let geoid_sep = raw.geoid_sep.unwrap_or(0.0);
+            if !(geoid_sep.is_finite() && geoid_sep.abs() <= 120.0) {
+                d.err(
+                    &["instruments", name, "geoid_sep"],
+                    format!("geoid_sep {geoid_sep} m: expected a number of metres within ±120"),
+                );
+            }
+            GnssConfig::Sdr {
+                command,
+                routes: dir(&raw.routes, "routes", "routes", d),
+                geoid_sep,
+            }
+        }
+        Some(_) => {
+            let rate_hz = raw.rate_hz.unwrap_or(1);
+            let rate_ok = [1, 5, 10].contains(&rate_hz);
+            if !rate_ok {
+                d.err(
+                    &["instruments", name, "rate_hz"],
+                    format!("rate_hz {rate_hz} is not supported: expected 1, 5 or 10"),
+                );
+            }
+            let talker = raw.talker.clone().unwrap_or_else(|| "GP".into());
+            let talker_ok = talker == "GP" || talker == "GN";
+            if !talker_ok {
+                d.err(
+                    &["instruments", name, "talker"],
+                    format!("talker `{talker}` is not supported: expected `GP` (GPS only) or `GN` (GPS, GLONASS and Galileo)"),
+                );
+            }
+            let baud = baud(&raw.baud, name, "serial", d);
+            if rate_ok && talker_ok && raw.baud.is_some() {
+                let need = gnss_min_baud(rate_hz, &talker);
+                if baud < need {
+                    d.err(
+                        &["instruments", name, "baud"],
+                        format!(
+                            "baud {baud} cannot carry {rate_hz} Hz of {talker} sentences (about {} bytes/s): expected at least {need}, or a lower rate_hz",
+                            gnss_bytes_per_second(rate_hz, &talker)
+                        ),
+                    );
+                }
+            }
+            GnssConfig::Serial {
+                port: serial_port(raw, name, "serial", LabWire::Gnss, d, ctx),
+                baud,
+                rate_hz,
+                talker,
+                routes: dir(&raw.routes, "routes", "routes", d),
+                recordings: dir(&raw.recordings, "recordings", "nmea/gpsd", d),
+            }
+        }
+        None => GnssConfig::Serial {
             port: PortRef::Lab(LabWire::Gnss),
             baud: 9600,
             rate_hz: 1,
-        };
-    }
-    let rate_hz = raw.rate_hz.unwrap_or(1);
-    if ![1, 5, 10].contains(&rate_hz) {
-        d.err(
-            &["instruments", name, "rate_hz"],
-            format!("rate_hz {rate_hz} is not supported: expected 1, 5 or 10"),
-        );
-    }
-    GnssConfig::Serial {
-        port: serial_port(raw, name, "serial", LabWire::Gnss, d, ctx),
-        baud: baud(&raw.baud, name, "serial", d),
-        rate_hz,
+            talker: "GP".into(),
+            routes: crate::config::fixtures_dir().join("routes"),
+            recordings: crate::config::fixtures_dir().join("nmea/gpsd"),
+        },
     }
 }
 

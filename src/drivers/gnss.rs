@@ -1,21 +1,40 @@
-//! Simulated GNSS input on a serial line (`docs/virtual-hardware.md` §4).
+//! Simulated GNSS receiver output on a serial line (`docs/virtual-hardware.md` §4,
+//! `docs/gnss.md`).
 //!
-//! A dedicated thread writes one receiver epoch (RMC, VTG, GGA, GSA, GSV…, ZDA) every
-//! `1 / rate_hz` device seconds, for the position last set or as no-fix sentences.
-//! Epoch `k` is due at `start + k / rate_hz` (computed from the start, so pacing
-//! does not drift); epochs that could not be written on time (a stalled line) are
-//! skipped, not sent in a burst, as a receiver's UART would not queue them either.
+//! A dedicated thread plays a receiver. Navigation epochs fall on whole multiples of
+//! `1 / rate_hz` of UTC (…:00.0, :00.1, … at 10 Hz), as a receiver's do. For each
+//! epoch the [`Scene`] says where the receiver is and what it sees; the sky model
+//! ([`Sky`]) gives the satellites in view, their C/N0 and the DOPs; with at least four
+//! tracked satellites and an open sky the epoch carries a fix, otherwise the no-fix
+//! forms (status `V`, quality 0, empty fields). Sentences come in receiver order
+//! (RMC, VTG, GGA, GSA, GSV…, ZDA); at 5 and 10 Hz GSA and GSV are written once per
+//! second, as receivers do to fit their UART.
+//!
+//! Timing: with `pace_bytes` (pseudo-terminals, which deliver instantly) each
+//! sentence is written when its last character would have left a UART at the
+//! configured baud rate, so the device sees the epoch trickle in as from a real
+//! module; on a real UART the kernel does that pacing and sentences are written as
+//! soon as the epoch starts. Epoch `k` is due at a time computed from the start, so
+//! pacing does not drift; epochs that could not be written on time (a stalled line)
+//! are skipped, not sent in a burst, as a receiver's UART would not queue them either.
+//!
+//! A replay ([`Recording`]) takes over the line with the recorded bursts at their
+//! original spacing, then hands it back to the scene.
 //!
 //! Every sentence written goes to the [`EventLog`] and to `gnss.nmea`
-//! (`<device ms> <sentence>`). Bytes the device sends back on the line (receiver
-//! configuration commands) are kept in `gnss-rx.raw`, created when the first one
-//! arrives.
+//! (`<device ms> <sentence>`, with `#` comments for replays and undelivered epochs);
+//! what each epoch fed goes to [`Gnss::fed`]. Bytes the device sends back on the
+//! line (receiver configuration commands) are kept in `gnss-rx.raw`, created when
+//! the first one arrives.
 
 use super::serial::{lock, LineStatus, ReadEvent, SerialLine, SerialWriter};
-use super::{EventLog, Gnss, Position};
-use crate::clock::Clock;
+use super::{EventLog, FedEpoch, Gnss, Position};
+use crate::clock::{Clock, DeviceMs};
 use crate::error::{RigError, RigResult};
-use crate::wire::nmea::{self, Epoch, Fix, Satellite, Talker};
+use crate::gnss::replay::Recording;
+use crate::gnss::scene::{GnssChange, Scene};
+use crate::gnss::sky::{self, Sky};
+use crate::wire::nmea::{self, Epoch, Fix, System, Talker};
 use async_trait::async_trait;
 use std::fs::File;
 use std::io::Write;
@@ -23,39 +42,79 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Sentences kept in memory (the evidence file has them all).
 const LOG_CAPACITY: usize = 20_000;
-/// How long one epoch's write may take before the epoch is given up (wall time).
-const EPOCH_WRITE_DEADLINE: Duration = Duration::from_secs(2);
+/// Fed epochs kept in memory: over an hour of device time at 1 Hz.
+const FED_CAPACITY: usize = 40_000;
+/// How long one sentence's write may take before the epoch is given up (wall time).
+const WRITE_DEADLINE: Duration = Duration::from_secs(2);
+/// Metres per second in a knot.
+const KNOT_MPS: f64 = 1852.0 / 3600.0;
 
 /// How the simulated receiver talks.
 #[derive(Debug, Clone)]
 pub struct GnssOptions {
-    /// Epochs per device second (0 < rate ≤ 20).
-    pub rate_hz: f64,
+    /// Epochs per device second: 1, 5 or 10 (any divisor of 1000 up to 20 works).
+    pub rate_hz: u32,
+    /// `Gp` (GPS only) or `Gn` (GPS + GLONASS + Galileo).
     pub talker: Talker,
     /// Append ZDA to each epoch.
     pub zda: bool,
-    /// Satellites reported while there is a fix.
-    pub satellites: Vec<Satellite>,
+    /// Line rate used for pacing characters.
+    pub baud: u32,
+    /// Emulate UART character timing (for pseudo-terminals).
+    pub pace_bytes: bool,
+    /// Elevation mask, degrees.
+    pub mask_deg: f64,
 }
 
 impl Default for GnssOptions {
     fn default() -> Self {
         GnssOptions {
-            rate_hz: 1.0,
+            rate_hz: 1,
             talker: Talker::Gp,
             zda: true,
-            satellites: nmea::default_constellation(),
+            baud: 9600,
+            pace_bytes: true,
+            mask_deg: 5.0,
         }
     }
 }
 
+impl GnssOptions {
+    fn systems(&self) -> Vec<System> {
+        match self.talker {
+            Talker::Gn => System::ALL.to_vec(),
+            t => vec![t.system().unwrap_or(System::Gps)],
+        }
+    }
+
+    /// Device milliseconds one character takes on the line (8N1).
+    fn char_ms(&self) -> f64 {
+        if self.pace_bytes && self.baud > 0 {
+            10_000.0 / self.baud as f64
+        } else {
+            0.0
+        }
+    }
+}
+
+enum Feed {
+    Scene,
+    Replay {
+        recording: Arc<Recording>,
+        start: f64,
+        next: usize,
+    },
+}
+
 struct Shared {
     log: EventLog<String>,
-    position: Mutex<Option<Position>>,
+    fed: EventLog<FedEpoch>,
+    scene: Mutex<Scene>,
+    feed: Mutex<Feed>,
     skipped: AtomicU64,
     stalled: AtomicU64,
 }
@@ -63,9 +122,10 @@ struct Shared {
 /// GNSS input fed over a serial line.
 pub struct SerialGnss {
     shared: Arc<Shared>,
+    clock: Clock,
     line: SerialLine,
-    /// Dropping it ends the pacing thread.
-    _stop: mpsc::Sender<()>,
+    /// Dropping it ends the pacing thread; a message wakes it (feed changed).
+    wake: mpsc::Sender<()>,
 }
 
 impl SerialGnss {
@@ -78,9 +138,9 @@ impl SerialGnss {
         options: GnssOptions,
         evidence_dir: &Path,
     ) -> RigResult<Arc<SerialGnss>> {
-        if !(options.rate_hz.is_finite() && options.rate_hz > 0.0 && options.rate_hz <= 20.0) {
+        if options.rate_hz == 0 || options.rate_hz > 20 || 1000 % options.rate_hz != 0 {
             return Err(RigError::Config(format!(
-                "GNSS rate {} Hz: must be in (0, 20]",
+                "GNSS rate {} Hz: must divide 1000 and be at most 20",
                 options.rate_hz
             )));
         }
@@ -89,7 +149,9 @@ impl SerialGnss {
         let line = SerialLine::open(path, baud)?;
         let shared = Arc::new(Shared {
             log: EventLog::new(clock, LOG_CAPACITY),
-            position: Mutex::new(None),
+            fed: EventLog::new(clock, FED_CAPACITY),
+            scene: Mutex::new(Scene::new()),
+            feed: Mutex::new(Feed::Scene),
             skipped: AtomicU64::new(0),
             stalled: AtomicU64::new(0),
         });
@@ -107,15 +169,17 @@ impl SerialGnss {
             }
         })?;
 
-        let (stop_tx, stop_rx) = mpsc::channel();
+        let (wake_tx, wake_rx) = mpsc::channel();
+        let options = GnssOptions { baud, ..options };
         let pacer = Pacer {
             clock,
+            sky: Sky::new(&options.systems()),
             options,
             shared: shared.clone(),
             writer: line.writer(),
             status: line.status(),
             evidence,
-            stop: stop_rx,
+            wake: wake_rx,
         };
         std::thread::Builder::new()
             .name(format!("gnss {path}"))
@@ -123,8 +187,9 @@ impl SerialGnss {
             .map_err(|e| RigError::instrument(path, format!("GNSS thread: {e}")))?;
         Ok(Arc::new(SerialGnss {
             shared,
+            clock,
             line,
-            _stop: stop_tx,
+            wake: wake_tx,
         }))
     }
 
@@ -133,9 +198,22 @@ impl SerialGnss {
         self.line.status()
     }
 
-    /// The position currently fed (`None`: no fix).
+    /// The position the receiver has now (true or spoofed), `None` without one.
     pub fn position(&self) -> Option<Position> {
-        *lock(&self.shared.position)
+        let t = self.clock.now();
+        lock(&self.shared.scene)
+            .observe(t, self.clock.utc_ms(t))
+            .position
+            .map(|s| Position {
+                lat: s.lat,
+                lon: s.lon,
+                alt_m: s.alt_m,
+            })
+    }
+
+    /// Whether a replay is running.
+    pub fn replaying(&self) -> bool {
+        matches!(*lock(&self.shared.feed), Feed::Replay { .. })
     }
 
     /// Epochs skipped because the previous one finished after they were due.
@@ -149,26 +227,74 @@ impl SerialGnss {
     }
 }
 
+fn check_change(change: &GnssChange) -> RigResult<()> {
+    let bad = |what: String| Err(RigError::Config(what));
+    match change {
+        GnssChange::Still { lat, lon, alt_m } => {
+            if !Fix::still(*lat, *lon, *alt_m).is_valid() {
+                return bad(format!(
+                    "position {lat}, {lon} (alt {alt_m} m) is not a valid coordinate"
+                ));
+            }
+        }
+        GnssChange::Outage { secs: Some(s), .. } if !(s.is_finite() && *s >= 0.0) => {
+            return bad(format!("outage of {s} s: expected a duration ≥ 0"));
+        }
+        GnssChange::Jump {
+            distance_m,
+            azimuth_deg,
+        } if !(distance_m.is_finite()
+            && *distance_m >= 0.0
+            && *distance_m <= 20_000_000.0
+            && azimuth_deg.is_finite()) =>
+        {
+            return bad(format!(
+                "jump of {distance_m} m towards {azimuth_deg}°: expected 0..20000 km and a finite bearing"
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Gnss for SerialGnss {
-    async fn set_position(&self, position: Option<Position>) -> RigResult<()> {
+    async fn apply(&self, change: GnssChange) -> RigResult<()> {
         if let Some(e) = self.line.status().error() {
             return Err(e);
         }
-        if let Some(p) = position {
-            if !Fix::still(p.lat, p.lon, p.alt_m).is_valid() {
-                return Err(RigError::Config(format!(
-                    "position {}, {} (alt {} m) is not a valid coordinate",
-                    p.lat, p.lon, p.alt_m
-                )));
+        check_change(&change)?;
+        if matches!(change, GnssChange::Reset) {
+            let mut feed = lock(&self.shared.feed);
+            if matches!(*feed, Feed::Replay { .. }) {
+                *feed = Feed::Scene;
+                let _ = self.wake.send(());
             }
         }
-        *lock(&self.shared.position) = position;
+        let t = self.clock.now();
+        lock(&self.shared.scene).apply(change, t, self.clock.utc_ms(t));
+        Ok(())
+    }
+
+    async fn replay(&self, recording: Arc<Recording>) -> RigResult<()> {
+        if let Some(e) = self.line.status().error() {
+            return Err(e);
+        }
+        *lock(&self.shared.feed) = Feed::Replay {
+            recording,
+            start: self.clock.now_f64(),
+            next: 0,
+        };
+        let _ = self.wake.send(());
         Ok(())
     }
 
     fn log(&self) -> &EventLog<String> {
         &self.shared.log
+    }
+
+    fn fed(&self) -> &EventLog<FedEpoch> {
+        &self.shared.fed
     }
 }
 
@@ -189,83 +315,254 @@ impl RxEvidence {
     }
 }
 
+/// One burst to write: lines (without terminators) and when the epoch starts.
+struct Burst {
+    at: f64,
+    lines: Vec<Vec<u8>>,
+    fed: Option<FedEpoch>,
+    comment: Option<String>,
+}
+
 struct Pacer {
     clock: Clock,
+    sky: Sky,
     options: GnssOptions,
     shared: Arc<Shared>,
     writer: SerialWriter,
     status: LineStatus,
     evidence: File,
-    stop: mpsc::Receiver<()>,
+    wake: mpsc::Receiver<()>,
+}
+
+/// Why the pacer stopped waiting.
+enum Woke {
+    Due,
+    Changed,
+    Stop,
 }
 
 impl Pacer {
+    fn period_ms(&self) -> u64 {
+        1000 / u64::from(self.options.rate_hz)
+    }
+
+    /// The first epoch time (device ms) at or after `t` whose UTC is a whole
+    /// multiple of the period.
+    fn aligned_after(&self, t: f64) -> u64 {
+        let period = self.period_ms() as i64;
+        let t = t.ceil().max(0.0) as i64;
+        let utc = self.clock.device_epoch_unix_ms + t;
+        let next = utc + (period - utc.rem_euclid(period)) % period;
+        (next - self.clock.device_epoch_unix_ms).max(0) as u64
+    }
+
+    fn wait_until(&self, t: f64) -> Woke {
+        match self.wake.recv_timeout(self.clock.until(t)) {
+            Err(RecvTimeoutError::Timeout) => Woke::Due,
+            Ok(()) => Woke::Changed,
+            Err(RecvTimeoutError::Disconnected) => Woke::Stop,
+        }
+    }
+
     fn run(mut self) {
-        let period_s = 1.0 / self.options.rate_hz;
-        let start_dev = self.clock.now();
-        let start = Instant::now();
-        let mut k: u64 = 0;
+        let mut next_epoch = self.aligned_after(self.clock.now_f64());
         loop {
-            let due = start + self.clock.wall(k as f64 * period_s);
-            let wait = due.saturating_duration_since(Instant::now());
-            match self.stop.recv_timeout(wait) {
-                Err(RecvTimeoutError::Timeout) => {}
-                // Dropped (or, never sent, a message): stop.
-                _ => return,
+            let replay = match &*lock(&self.shared.feed) {
+                Feed::Replay {
+                    recording,
+                    start,
+                    next,
+                } => Some((recording.clone(), *start, *next)),
+                Feed::Scene => None,
+            };
+            let burst = match replay {
+                Some((rec, start, i)) => match rec.epochs.get(i) {
+                    Some(e) => Burst {
+                        at: start + e.at_ms as f64,
+                        lines: e.lines.clone(),
+                        fed: None,
+                        comment: (i == 0).then(|| {
+                            format!(
+                                "replay of {}: {} lines in {} epochs over {:.1} s",
+                                rec.name,
+                                rec.lines(),
+                                rec.epochs.len(),
+                                rec.duration_ms() as f64 / 1000.0
+                            )
+                        }),
+                    },
+                    None => {
+                        *lock(&self.shared.feed) = Feed::Scene;
+                        self.note(&format!("replay of {} ended", rec.name));
+                        next_epoch = self.aligned_after(self.clock.now_f64());
+                        continue;
+                    }
+                },
+                None => self.scene_epoch(next_epoch),
+            };
+            match self.wait_until(burst.at) {
+                Woke::Stop => return,
+                Woke::Changed => continue,
+                Woke::Due => {}
             }
             if self.status.error().is_some() {
                 return;
             }
-            if let Err(e) = self.epoch() {
+            if let Some(c) = &burst.comment {
+                self.note(c);
+            }
+            if let Err(e) = self.write_burst(&burst) {
                 self.status.fail(e);
                 return;
             }
-            // Next epoch: k + 1 unless we are already past it; then the next one due.
-            let elapsed_s = self.clock.now().saturating_sub(start_dev) as f64 / 1000.0;
-            let current = (elapsed_s / period_s).floor() as u64;
-            let next = (k + 1).max(current + 1);
-            self.shared
-                .skipped
-                .fetch_add(next - k - 1, Ordering::Relaxed);
-            k = next;
+            match &mut *lock(&self.shared.feed) {
+                Feed::Replay { next, .. } => *next += 1,
+                Feed::Scene => {
+                    // Next epoch: the one after this unless we are already past it.
+                    let now = self.clock.now_f64();
+                    let following = next_epoch + self.period_ms();
+                    let due = following.max(self.aligned_after(now));
+                    let skipped = (due - following) / self.period_ms();
+                    self.shared.skipped.fetch_add(skipped, Ordering::Relaxed);
+                    next_epoch = due;
+                }
+            }
         }
     }
 
-    /// Write one epoch. An error return is fatal to the feed (evidence or port).
-    fn epoch(&mut self) -> Result<(), String> {
-        let position = *lock(&self.shared.position);
-        let t = self.clock.now();
+    /// The sentences of the scene's epoch at device time `t`.
+    fn scene_epoch(&self, t: DeviceMs) -> Burst {
+        let true_utc = self.clock.utc_ms(t);
+        let obs = lock(&self.shared.scene).observe(t, true_utc);
+        let sats = match obs.position {
+            Some(p) => self.sky.in_view(
+                obs.true_utc_ms,
+                p.lat,
+                p.lon,
+                p.alt_m,
+                self.options.mask_deg,
+                if obs.blocked {
+                    60.0
+                } else {
+                    obs.attenuation_db
+                },
+            ),
+            None => Vec::new(),
+        };
+        let fix = match (obs.position, sky::dop(&sats)) {
+            (Some(p), Some(dop)) if !obs.blocked => Some(Fix {
+                lat: p.lat,
+                lon: p.lon,
+                alt_m: p.alt_m,
+                geoid_sep_m: 0.0,
+                speed_knots: p.speed_mps / KNOT_MPS,
+                course_deg: p.course_deg,
+                pdop: dop.pdop,
+                hdop: dop.hdop,
+                vdop: dop.vdop,
+            }),
+            _ => None,
+        };
+        let satellites = sky::to_nmea(&sats);
         let epoch = Epoch {
             talker: self.options.talker,
-            utc_ms: Some(self.clock.utc_ms(t)),
-            fix: position.map(|p| Fix::still(p.lat, p.lon, p.alt_m)),
-            satellites: &self.options.satellites,
+            utc_ms: Some(obs.utc_ms),
+            fix,
+            satellites: &satellites,
             zda: self.options.zda,
+            gsa_gsv: true_utc.rem_euclid(1000) < self.period_ms() as i64,
         };
-        let sentences = epoch.sentences();
-        let mut bytes = Vec::with_capacity(sentences.len() * 80);
-        for s in &sentences {
-            bytes.extend_from_slice(s.as_bytes());
+        let pos = |lat, lon, alt_m| Position { lat, lon, alt_m };
+        Burst {
+            at: t as f64,
+            lines: epoch
+                .sentences()
+                .into_iter()
+                .map(String::into_bytes)
+                .collect(),
+            fed: Some(FedEpoch {
+                utc_ms: obs.utc_ms,
+                fix: fix.map(|f| pos(f.lat, f.lon, f.alt_m)),
+                position: obs.position.map(|p| pos(p.lat, p.lon, p.alt_m)),
+            }),
+            comment: None,
+        }
+    }
+
+    fn note(&mut self, text: &str) {
+        let t = self.clock.now();
+        if let Err(e) = writeln!(self.evidence, "{t} # {text}") {
+            self.status.fail(format!("evidence gnss.nmea: {e}"));
+        }
+    }
+
+    /// Write one burst, each line when its last character would have left the UART.
+    /// An error return is fatal to the feed (evidence or port).
+    fn write_burst(&mut self, burst: &Burst) -> Result<(), String> {
+        let char_ms = self.options.char_ms();
+        let mut sent_chars = 0usize;
+        let mut text = String::new();
+        for line in &burst.lines {
+            let mut bytes = Vec::with_capacity(line.len() + 2);
+            bytes.extend_from_slice(line);
             bytes.extend_from_slice(nmea::TERMINATOR.as_bytes());
-        }
-        match self.writer.write_blocking(&bytes, EPOCH_WRITE_DEADLINE) {
-            Ok(()) => {
-                let mut text = String::with_capacity(bytes.len() + 16 * sentences.len());
-                for s in sentences {
-                    text.push_str(&format!("{t} {s}\n"));
-                    self.shared.log.push_at(t, s);
+            sent_chars += bytes.len();
+            if char_ms > 0.0 {
+                let ready = burst.at + sent_chars as f64 * char_ms;
+                if let Woke::Stop = self.wait_until(ready) {
+                    return Ok(());
                 }
-                self.evidence
-                    .write_all(text.as_bytes())
-                    .map_err(|e| format!("evidence gnss.nmea: {e}"))
             }
-            Err(e) if self.status.error().is_none() => {
-                // The device stopped reading; part of the epoch may have gone out.
-                self.shared.stalled.fetch_add(1, Ordering::Relaxed);
-                writeln!(self.evidence, "{t} # epoch not delivered: {e}")
-                    .map_err(|e| format!("evidence gnss.nmea: {e}"))
+            let t = self.clock.now();
+            match self.writer.write_blocking(&bytes, WRITE_DEADLINE) {
+                Ok(()) => {
+                    let shown = String::from_utf8_lossy(line).into_owned();
+                    text.push_str(&format!("{t} {shown}\n"));
+                    self.shared.log.push_at(t, shown);
+                }
+                Err(e) if self.status.error().is_none() => {
+                    // The device stopped reading; part of the epoch may have gone out.
+                    self.shared.stalled.fetch_add(1, Ordering::Relaxed);
+                    text.push_str(&format!("{t} # epoch not delivered: {e}\n"));
+                    break;
+                }
+                Err(e) => return Err(e.to_string()),
             }
-            Err(e) => Err(e.to_string()),
         }
+        if let Some(f) = burst.fed {
+            self.shared.fed.push_at(burst.at as DeviceMs, f);
+        }
+        self.evidence
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("evidence gnss.nmea: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn character_time_follows_the_baud_rate() {
+        let o = GnssOptions {
+            baud: 9600,
+            ..GnssOptions::default()
+        };
+        assert!((o.char_ms() - 1.041_666).abs() < 1e-3);
+        let raw = GnssOptions {
+            pace_bytes: false,
+            ..o
+        };
+        assert_eq!(raw.char_ms(), 0.0);
+    }
+
+    #[test]
+    fn multi_gnss_tracks_three_systems() {
+        let o = GnssOptions {
+            talker: Talker::Gn,
+            ..GnssOptions::default()
+        };
+        assert_eq!(o.systems(), System::ALL.to_vec());
+        assert_eq!(GnssOptions::default().systems(), vec![System::Gps]);
     }
 }

@@ -10,6 +10,7 @@ use crate::error::RigResult;
 use async_trait::async_trait;
 use serde::Serialize;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub mod backend_http;
@@ -108,13 +109,41 @@ pub struct Position {
     pub alt_m: f64,
 }
 
+/// What the GNSS simulator fed at one epoch (the truth a step compares the device's
+/// reports with).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FedEpoch {
+    /// UTC the receiver reported (Unix ms), shifted as the scene says.
+    pub utc_ms: i64,
+    /// The position reported, `None` when the epoch had no fix.
+    pub fix: Option<Position>,
+    /// The position the receiver believed it had even without a fix (true or spoofed).
+    pub position: Option<Position>,
+}
+
 /// Simulated GNSS input to the device.
 #[async_trait]
 pub trait Gnss: Send + Sync {
+    /// Change what the receiver experiences (position, route, outage, spoofing, time).
+    async fn apply(&self, change: crate::gnss::scene::GnssChange) -> RigResult<()>;
     /// Feed a fix at this position (still), or no fix when `None`.
-    async fn set_position(&self, position: Option<Position>) -> RigResult<()>;
+    async fn set_position(&self, position: Option<Position>) -> RigResult<()> {
+        self.apply(match position {
+            Some(p) => crate::gnss::scene::GnssChange::Still {
+                lat: p.lat,
+                lon: p.lon,
+                alt_m: p.alt_m,
+            },
+            None => crate::gnss::scene::GnssChange::NoFix,
+        })
+        .await
+    }
+    /// Replay a recorded NMEA log with its original pacing; the scene resumes after it.
+    async fn replay(&self, recording: Arc<crate::gnss::replay::Recording>) -> RigResult<()>;
     /// Every sentence written, with its device time.
     fn log(&self) -> &EventLog<String>;
+    /// What was fed, one record per epoch (not during a replay).
+    fn fed(&self) -> &EventLog<FedEpoch>;
 }
 
 /// Registration state the network gives the watch.

@@ -7,6 +7,8 @@
 //! - [`sdr`]: the same motion as input files for RF-level signal simulators.
 
 pub mod geo;
+pub mod replay;
 pub mod route;
+pub mod scene;
 pub mod sdr;
 pub mod sky;

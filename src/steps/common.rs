@@ -240,15 +240,9 @@ pub fn refused(r: &ApiResponse) -> bool {
     matches!(r.status, 400 | 401 | 403 | 404 | 405 | 409 | 429)
 }
 
-/// Great-circle distance in metres (spherical mean radius; adequate for the tens of
-/// metres these steps compare).
+/// Distance in metres along the WGS-84 geodesic.
 pub fn distance_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
-    let r = 6_371_008.8;
-    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
-    let dp = (lat2 - lat1).to_radians();
-    let dl = (lon2 - lon1).to_radians();
-    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * r * a.sqrt().asin()
+    crate::gnss::geo::distance_m(lat1, lon1, lat2, lon2)
 }
 
 /// Device time a backend record carries (`received_t`, else `t`).
@@ -263,6 +257,43 @@ pub fn ensure_device(ok: bool, msg: impl FnOnce() -> String) -> Result<(), StepF
     } else {
         device_fail(msg())
     }
+}
+
+/// Wait until the backend reports that the watch acknowledged the parent's settings.
+pub async fn wait_settings_synced(world: &mut RigWorld) -> Result<(), StepFail> {
+    let id = watch_id(world).await?;
+    // The backend forwards the settings to the watch over its (possibly encrypted)
+    // link, which the rig cannot look into; it waits until the backend reports that
+    // the watch acknowledged them, as the parent's app shows it.
+    let timeout = world.ctx.loaded.rig.time.step_timeout;
+    let deadline = world.clock().deadline(timeout);
+    loop {
+        let r = api(
+            world,
+            Actor::Parent,
+            "GET",
+            &format!("/api/watches/{id}"),
+            None,
+        )
+        .await?;
+        match r.body["settings_synced"].as_bool() {
+            Some(true) => break,
+            Some(false) if tokio::time::Instant::now() >= deadline => {
+                return device_fail(format!(
+                    "the watch did not acknowledge the parent's settings within {timeout} s"
+                ))
+            }
+            Some(false) => world.clock().sleep(0.5).await,
+            None => {
+                world.note(
+                    "the backend does not report whether the watch has its settings; allowing 10 s",
+                );
+                world.clock().sleep(10.0).await;
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

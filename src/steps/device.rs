@@ -56,38 +56,7 @@ async fn parent_setup(world: &mut RigWorld) -> StepResult {
             r.status, r.body
         ));
     }
-    // The backend forwards the settings to the watch over its (possibly encrypted)
-    // link, which the rig cannot look into; it waits until the backend reports that
-    // the watch acknowledged them, as the parent's app shows it.
-    let timeout = world.ctx.loaded.rig.time.step_timeout;
-    let deadline = world.clock().deadline(timeout);
-    loop {
-        let r = api(
-            world,
-            Actor::Parent,
-            "GET",
-            &format!("/api/watches/{id}"),
-            None,
-        )
-        .await?;
-        match r.body["settings_synced"].as_bool() {
-            Some(true) => break,
-            Some(false) if tokio::time::Instant::now() >= deadline => {
-                return device_fail(format!(
-                    "the watch did not acknowledge the parent's settings within {timeout} s"
-                ))
-            }
-            Some(false) => world.clock().sleep(0.5).await,
-            None => {
-                world.note(
-                    "the backend does not report whether the watch has its settings; allowing 10 s",
-                );
-                world.clock().sleep(10.0).await;
-                break;
-            }
-        }
-    }
-    Ok(())
+    wait_settings_synced(world).await
 }
 
 #[given(expr = "the watch is at latitude {float} longitude {float}")]

@@ -8,6 +8,7 @@
 mod common;
 pub mod device;
 pub mod firmware;
+pub mod gnss;
 pub mod network;
 pub mod phone;
 pub mod safety;

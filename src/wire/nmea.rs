@@ -7,6 +7,13 @@
 //! builders take a [`Fix`] value, so a generator that moves the position along a route
 //! only has to produce a new `Fix` per epoch.
 //!
+//! Multi-GNSS: every [`Satellite`] belongs to a [`System`]. An [`Epoch`] with talker
+//! [`Talker::Gp`] is a GPS-only receiver (GLONASS and Galileo satellites are not
+//! reported); with [`Talker::Gn`] it is a combined receiver in NMEA 4.10 mode (as a
+//! u-blox M8): `GN` for RMC/VTG/GGA/ZDA, one `GNGSA` per system with its system id,
+//! and `GPGSV` / `GLGSV` / `GAGSV` per system. [`epoch_bytes`] gives the size on the
+//! wire for baud-rate budgets.
+//!
 //! Parsing: [`parse`] checks framing, length and checksum exactly as a receiving
 //! device should, and [`Sentence`] gives typed access to fields for tests.
 //!
@@ -58,6 +65,48 @@ impl Talker {
             "BD" => Talker::Bd,
             _ => return None,
         })
+    }
+
+    /// The satellite system a single-system talker stands for (`GP`, `GL`, `GA`);
+    /// `None` for `GN` (combined) and for BeiDou, which [`System`] does not model.
+    pub fn system(self) -> Option<System> {
+        match self {
+            Talker::Gp => Some(System::Gps),
+            Talker::Gl => Some(System::Glonass),
+            Talker::Ga => Some(System::Galileo),
+            Talker::Gn | Talker::Gb | Talker::Bd => None,
+        }
+    }
+}
+
+/// A satellite navigation system. Ordered as receivers report them (GPS first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum System {
+    Gps,
+    Glonass,
+    Galileo,
+}
+
+impl System {
+    /// Every modelled system, in reporting order.
+    pub const ALL: [System; 3] = [System::Gps, System::Glonass, System::Galileo];
+
+    /// Talker of this system's own sentences (its GSV): `GP`, `GL`, `GA`.
+    pub fn talker(self) -> Talker {
+        match self {
+            System::Gps => Talker::Gp,
+            System::Glonass => Talker::Gl,
+            System::Galileo => Talker::Ga,
+        }
+    }
+
+    /// NMEA 4.10 GNSS system id (last field of GSA): 1 GPS, 2 GLONASS, 3 Galileo.
+    pub fn nmea_id(self) -> u8 {
+        match self {
+            System::Gps => 1,
+            System::Glonass => 2,
+            System::Galileo => 3,
+        }
     }
 }
 
@@ -136,6 +185,8 @@ impl Fix {
 /// A satellite in view, as reported in GSV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Satellite {
+    pub system: System,
+    /// Number as written in NMEA: GPS 1–32, GLONASS 65–88 (slot + 64), Galileo 1–36.
     pub prn: u8,
     pub elevation_deg: u8,
     pub azimuth_deg: u16,
@@ -157,6 +208,7 @@ pub fn default_constellation() -> Vec<Satellite> {
     ];
     SATS.iter()
         .map(|&(prn, elevation_deg, azimuth_deg, snr)| Satellite {
+            system: System::Gps,
             prn,
             elevation_deg,
             azimuth_deg,
@@ -251,6 +303,16 @@ fn used(satellites: &[Satellite]) -> Vec<u8> {
         .collect()
 }
 
+/// A dilution of precision as receivers write it: two decimals, at most 99.99
+/// (also for values that are not finite), never negative.
+fn dop_field(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.2}", v.clamp(0.0, 99.99))
+    } else {
+        "99.99".into()
+    }
+}
+
 /// RMC: recommended minimum data. Time and date are written when known, even
 /// without a fix, as receivers with a running clock do.
 pub fn rmc(talker: Talker, utc: Option<UtcTime>, fix: Option<&Fix>) -> String {
@@ -303,7 +365,7 @@ pub fn gga(
                 ew,
                 "1".into(),
                 format!("{:02}", used(satellites).len()),
-                format!("{:.2}", fx.hdop),
+                dop_field(fx.hdop),
                 format!("{:.1}", fx.alt_m),
                 "M".into(),
                 format!("{:.1}", fx.geoid_sep_m),
@@ -323,21 +385,42 @@ pub fn gga(
     sentence(talker, "GGA", f)
 }
 
-/// GSA: DOP and active satellites. Mode 3 (3D) with a fix, 1 without.
+/// GSA: DOP and active satellites. Mode 3 (3D) with a fix, 1 without. Lists the
+/// first 12 tracked satellites of `satellites`, whatever their system (a
+/// single-system receiver passes only its own).
 pub fn gsa(talker: Talker, fix: Option<&Fix>, satellites: &[Satellite]) -> String {
+    sentence(talker, "GSA", gsa_fields(fix, &used(satellites)))
+}
+
+/// NMEA 4.10 multi-GNSS GSA: `GNGSA` listing the first 12 tracked satellites of
+/// `system` only, with the solution's DOPs, and the system id (1 GPS, 2 GLONASS,
+/// 3 Galileo) as an 18th field after VDOP, as u-blox M8 (NMEA 4.10 mode) and Quectel
+/// receivers write it. A combined receiver writes one per system.
+///
+/// The system id field is accepted by gpsd (its regression logs `quectel-eg25-g-2`
+/// and `nl2008u` carry it) and by the `nmea` crate 0.8, which reads it as
+/// `GsaData::system_id` and rejects it only when it contradicts a single-system
+/// talker (e.g. `GPGSA…,3`), which cannot happen with `GN`.
+pub fn gsa_gnss(system: System, fix: Option<&Fix>, satellites: &[Satellite]) -> String {
+    let own: Vec<Satellite> = satellites
+        .iter()
+        .filter(|s| s.system == system)
+        .copied()
+        .collect();
+    let mut f = gsa_fields(fix, &used(&own));
+    f.push(system.nmea_id().to_string());
+    sentence(Talker::Gn, "GSA", f)
+}
+
+fn gsa_fields(fix: Option<&Fix>, prns: &[u8]) -> Vec<String> {
     let mut f: Vec<String> = vec!["A".into()];
     match fix {
         Some(fx) => {
-            let prns = used(satellites);
             f.push("3".into());
             for i in 0..12 {
                 f.push(prns.get(i).map(|p| format!("{p:02}")).unwrap_or_default());
             }
-            f.extend([
-                format!("{:.2}", fx.pdop),
-                format!("{:.2}", fx.hdop),
-                format!("{:.2}", fx.vdop),
-            ]);
+            f.extend([dop_field(fx.pdop), dop_field(fx.hdop), dop_field(fx.vdop)]);
         }
         None => {
             f.push("1".into());
@@ -345,7 +428,7 @@ pub fn gsa(talker: Talker, fix: Option<&Fix>, satellites: &[Satellite]) -> Strin
             f.extend(["99.99".into(), "99.99".into(), "99.99".into()]);
         }
     }
-    sentence(talker, "GSA", f)
+    f
 }
 
 /// GSV: satellites in view, four per sentence (at most 9 sentences, 36 satellites).
@@ -423,35 +506,120 @@ pub fn zda(talker: Talker, utc: Option<UtcTime>) -> String {
 /// One output cycle of a receiver.
 #[derive(Debug, Clone)]
 pub struct Epoch<'a> {
+    /// [`Talker::Gp`]: GPS-only receiver, everything `GP`, only GPS satellites
+    /// reported and used. [`Talker::Gn`]: combined multi-GNSS receiver (see
+    /// [`Epoch::sentences`]). `GL` / `GA` behave as `GP` for their own system; `GB` /
+    /// `BD` write every satellite given under that talker.
     pub talker: Talker,
     /// UTC of the epoch, Unix milliseconds; `None` when the receiver has no time.
     pub utc_ms: Option<i64>,
+    /// The solution; its DOPs are written as given (the caller computes them).
     pub fix: Option<Fix>,
-    /// Satellites reported while there is a fix (no fix reports none in view).
+    /// Satellites reported while there is a fix (no fix reports none in view). Those
+    /// with a C/N0 are used in the solution. The systems present here are the
+    /// systems the receiver tracks.
     pub satellites: &'a [Satellite],
     /// Append a ZDA sentence (date source for devices that read it).
     pub zda: bool,
+    /// Write GSA and GSV in this epoch (receivers at 5 or 10 Hz often write them
+    /// once per second only; the caller decides which epochs carry them).
+    pub gsa_gsv: bool,
 }
 
 impl Epoch<'_> {
     /// The sentences in the order u-blox and MediaTek receivers write them:
-    /// RMC, VTG, GGA, GSA, GSV…, then ZDA if enabled.
+    /// RMC, VTG, GGA, GSA…, GSV… (if [`Epoch::gsa_gsv`]), then ZDA if enabled.
+    ///
+    /// With [`Talker::Gn`]: RMC, VTG, GGA and ZDA are `GN`; GGA counts the used
+    /// satellites of all systems (at most 12); one [`gsa_gnss`] per system with used
+    /// satellites (one for the first tracked system if none is used; without a fix
+    /// one mode-1 GSA per system); GSV per system under the system's own talker
+    /// (`GPGSV`, `GLGSV`, `GAGSV`), each set numbered on its own, in [`System`]
+    /// order. The systems are those present in [`Epoch::satellites`] (GPS if it is
+    /// empty).
+    ///
+    /// A system with no satellite in view (always the case without a fix) gets no
+    /// GSV at all, as MediaTek and SiRF receivers do (gpsd logs `mtk-3301`,
+    /// `beidou-bd`), rather than u-blox's empty `$GPGSV,1,1,00*79` (still what
+    /// [`gsv`] writes for an empty list): the `nmea` crate 0.8 rejects that form (its
+    /// GSV parser wants a comma after the count), and devices may use the same kind
+    /// of parser.
     pub fn sentences(&self) -> Vec<String> {
         let utc = self.utc_ms.and_then(UtcTime::from_unix_ms);
         let fix = self.fix.as_ref().filter(|f| f.is_valid());
-        let sats: &[Satellite] = if fix.is_some() { self.satellites } else { &[] };
+        let own_system = self.talker.system();
+        let reported: Vec<Satellite> = match fix {
+            Some(_) => self
+                .satellites
+                .iter()
+                .filter(|s| own_system.is_none_or(|sys| s.system == sys))
+                .copied()
+                .collect(),
+            None => Vec::new(),
+        };
         let mut out = vec![
             rmc(self.talker, utc, fix),
             vtg(self.talker, fix),
-            gga(self.talker, utc, fix, sats),
-            gsa(self.talker, fix, sats),
+            gga(self.talker, utc, fix, &reported),
         ];
-        out.extend(gsv(self.talker, sats));
+        if self.gsa_gsv {
+            if self.talker == Talker::Gn {
+                self.multi_gnss_gsa_gsv(fix, &reported, &mut out);
+            } else {
+                out.push(gsa(self.talker, fix, &reported));
+                if !reported.is_empty() {
+                    out.extend(gsv(self.talker, &reported));
+                }
+            }
+        }
         if self.zda {
             out.push(zda(self.talker, utc));
         }
         out
     }
+
+    fn multi_gnss_gsa_gsv(&self, fix: Option<&Fix>, reported: &[Satellite], out: &mut Vec<String>) {
+        let mut systems: Vec<System> = System::ALL
+            .into_iter()
+            .filter(|sys| self.satellites.iter().any(|s| s.system == *sys))
+            .collect();
+        if systems.is_empty() {
+            systems.push(System::Gps);
+        }
+        let with_used: Vec<System> = systems
+            .iter()
+            .copied()
+            .filter(|sys| {
+                reported
+                    .iter()
+                    .any(|s| s.system == *sys && s.snr_db.is_some())
+            })
+            .collect();
+        let gsa_systems = match fix {
+            Some(_) if !with_used.is_empty() => with_used,
+            Some(_) => systems[..1].to_vec(),
+            None => systems.clone(),
+        };
+        for sys in gsa_systems {
+            out.push(gsa_gnss(sys, fix, reported));
+        }
+        for sys in systems {
+            let own: Vec<Satellite> = reported
+                .iter()
+                .filter(|s| s.system == sys)
+                .copied()
+                .collect();
+            if !own.is_empty() {
+                out.extend(gsv(sys.talker(), &own));
+            }
+        }
+    }
+}
+
+/// Bytes an epoch's sentences take on the wire, CR LF included (10 bits per byte
+/// on an 8N1 line: at 9600 baud, 960 bytes per second).
+pub fn epoch_bytes(sentences: &[String]) -> usize {
+    sentences.iter().map(|s| s.len() + TERMINATOR.len()).sum()
 }
 
 /// Why a line is not an acceptable sentence.
@@ -669,6 +837,7 @@ mod tests {
             fix: Some(Fix::still(-45.123456, -170.654321, 8848.9)),
             satellites: &sats,
             zda: true,
+            gsa_gsv: true,
         };
         let s = e.sentences();
         let kinds: Vec<String> = s.iter().map(|l| parse(l).unwrap().kind).collect();
@@ -699,6 +868,7 @@ mod tests {
             fix: None,
             satellites: &default_constellation(),
             zda: false,
+            gsa_gsv: true,
         };
         let s: Vec<Sentence> = e.sentences().iter().map(|l| parse(l).unwrap()).collect();
         assert_eq!(s[0].field(1), "V");
@@ -715,6 +885,7 @@ mod tests {
             fix: Some(Fix::still(f64::NAN, 10.0, 0.0)),
             satellites: &[],
             zda: false,
+            gsa_gsv: true,
         };
         assert_eq!(parse(&e.sentences()[0]).unwrap().field(1), "V");
     }
@@ -793,5 +964,555 @@ mod tests {
         assert_eq!(s.has_fix(), Some(true));
         assert_eq!(parse_angle("5541.1955", "S").map(|v| v < 0.0), Some(true));
         assert_eq!(parse_angle("5561.0", "N"), None);
+    }
+
+    // ---- Multi-GNSS output ------------------------------------------------
+
+    fn sat(system: System, prn: u8, el: u8, az: u16, snr: Option<u8>) -> Satellite {
+        Satellite {
+            system,
+            prn,
+            elevation_deg: el,
+            azimuth_deg: az,
+            snr_db: snr,
+        }
+    }
+
+    /// 14 GPS (13 tracked), 9 GLONASS (7 tracked), 5 Galileo (none tracked).
+    fn mixed_sky() -> Vec<Satellite> {
+        let mut v = Vec::new();
+        for (i, prn) in [1u8, 3, 4, 6, 9, 11, 14, 17, 19, 22, 25, 28, 31, 32]
+            .into_iter()
+            .enumerate()
+        {
+            let snr = (i != 5).then_some(30 + i as u8);
+            v.push(sat(System::Gps, prn, 10 + 5 * i as u8, 25 * i as u16, snr));
+        }
+        for (i, prn) in (65u8..74).enumerate() {
+            let snr = (i % 4 != 3).then_some(25 + i as u8);
+            v.push(sat(
+                System::Glonass,
+                prn,
+                7 + 9 * i as u8,
+                40 * i as u16,
+                snr,
+            ));
+        }
+        for (i, prn) in [2u8, 7, 12, 26, 36].into_iter().enumerate() {
+            v.push(sat(
+                System::Galileo,
+                prn,
+                20 + 10 * i as u8,
+                70 * i as u16,
+                None,
+            ));
+        }
+        v
+    }
+
+    fn addresses(lines: &[String]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| {
+                let p = parse(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+                format!("{}{}", p.talker, p.kind)
+            })
+            .collect()
+    }
+
+    fn epoch(talker: Talker, fix: Option<Fix>, sats: &[Satellite], zda: bool) -> Epoch<'_> {
+        Epoch {
+            talker,
+            utc_ms: Some(1_700_000_000_000),
+            fix,
+            satellites: sats,
+            zda,
+            gsa_gsv: true,
+        }
+    }
+
+    #[test]
+    fn gn_epoch_has_gsa_per_used_system_and_gsv_per_system() {
+        let sats = mixed_sky();
+        let fix = Fix::still(48.1, 11.6, 520.0);
+        let s = epoch(Talker::Gn, Some(fix), &sats, true).sentences();
+        let mut want: Vec<&str> = vec!["GNRMC", "GNVTG", "GNGGA", "GNGSA", "GNGSA"];
+        want.extend(["GPGSV"; 4]);
+        want.extend(["GLGSV"; 3]);
+        want.extend(["GAGSV"; 2]);
+        want.push("GNZDA");
+        assert_eq!(addresses(&s), want);
+        let p: Vec<Sentence> = s.iter().map(|l| parse(l).unwrap()).collect();
+        // 13 + 7 used, capped at 12.
+        assert_eq!(p[2].field(6), "12");
+        // GPS: the first 12 of the 13 tracked; system id 1 after VDOP.
+        assert_eq!(
+            p[3].fields[2..14],
+            ["01", "03", "04", "06", "09", "14", "17", "19", "22", "25", "28", "31"]
+        );
+        assert_eq!(p[3].fields[14..], ["1.60", "0.90", "1.32", "1"]);
+        // GLONASS: its own tracked ones only, system id 2.
+        assert_eq!(
+            p[4].fields[2..14],
+            ["65", "66", "67", "69", "70", "71", "73", "", "", "", "", ""]
+        );
+        assert_eq!(p[4].fields[14..], ["1.60", "0.90", "1.32", "2"]);
+        // Each GSV set is numbered on its own and counts its own system.
+        assert_eq!(p[5].fields[..3], ["4", "1", "14"]);
+        assert_eq!(p[8].fields[..3], ["4", "4", "14"]);
+        assert_eq!(p[9].fields[..3], ["3", "1", "09"]);
+        assert_eq!(p[11].fields[..3], ["3", "3", "09"]);
+        assert_eq!(p[12].fields[..3], ["2", "1", "05"]);
+        assert_eq!(p[13].fields[..7], ["2", "2", "05", "36", "60", "280", ""]);
+        for (l, x) in s.iter().zip(&p) {
+            assert!(l.len() + 2 <= MAX_SENTENCE_LEN, "{l}");
+            assert!(x.has_fix().unwrap_or(true), "{l}");
+        }
+    }
+
+    #[test]
+    fn gp_epoch_reports_only_gps() {
+        let sats = mixed_sky();
+        let s = epoch(Talker::Gp, Some(Fix::still(1.0, 2.0, 3.0)), &sats, false).sentences();
+        let mut want = vec!["GPRMC", "GPVTG", "GPGGA", "GPGSA"];
+        want.extend(["GPGSV"; 4]);
+        assert_eq!(addresses(&s), want);
+        let p: Vec<Sentence> = s.iter().map(|l| parse(l).unwrap()).collect();
+        assert_eq!(p[2].field(6), "12");
+        // No system id field in a GPS-only receiver's GSA (NMEA 2.x/3.x layout).
+        assert_eq!(p[3].fields.len(), 17);
+        assert_eq!(p[4].fields[..3], ["4", "1", "14"]);
+        for g in p.iter().filter(|x| x.kind == "GSV") {
+            for prn in g.fields[3..].iter().step_by(4) {
+                assert!(prn.parse::<u8>().unwrap() <= 32, "{g:?}");
+            }
+        }
+        // A GLONASS-only receiver likewise.
+        let gl = epoch(Talker::Gl, Some(Fix::still(1.0, 2.0, 3.0)), &sats, false).sentences();
+        let p: Vec<Sentence> = gl.iter().map(|l| parse(l).unwrap()).collect();
+        assert_eq!(p[2].field(6), "07");
+        assert_eq!(p[4].fields[..3], ["3", "1", "09"]);
+        assert_eq!(addresses(&gl)[4], "GLGSV");
+    }
+
+    #[test]
+    fn gsa_and_gsv_can_be_left_out() {
+        let sats = mixed_sky();
+        for (talker, zda, want) in [
+            (Talker::Gn, true, vec!["GNRMC", "GNVTG", "GNGGA", "GNZDA"]),
+            (Talker::Gp, false, vec!["GPRMC", "GPVTG", "GPGGA"]),
+        ] {
+            let mut e = epoch(talker, Some(Fix::still(1.0, 2.0, 3.0)), &sats, zda);
+            e.gsa_gsv = false;
+            assert_eq!(addresses(&e.sentences()), want);
+            e.fix = None;
+            assert_eq!(addresses(&e.sentences()), want);
+        }
+    }
+
+    #[test]
+    fn gn_without_fix_or_satellites() {
+        let sats = mixed_sky();
+        let s = epoch(Talker::Gn, None, &sats, false).sentences();
+        // One no-fix GSA per system the receiver tracks; no GSV with none in view.
+        assert_eq!(
+            s[3..],
+            [
+                "$GNGSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99,1*33",
+                "$GNGSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99,2*30",
+                "$GNGSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99,3*31",
+            ]
+        );
+        let s = epoch(Talker::Gn, None, &[], false).sentences();
+        assert_eq!(addresses(&s), ["GNRMC", "GNVTG", "GNGGA", "GNGSA"]);
+        let s = epoch(Talker::Gp, None, &sats, false).sentences();
+        assert_eq!(addresses(&s), ["GPRMC", "GPVTG", "GPGGA", "GPGSA"]);
+        // A fix with no satellites at all (a fixed test position): one GPS GSA.
+        let s = epoch(Talker::Gn, Some(Fix::still(1.0, 2.0, 3.0)), &[], false).sentences();
+        assert_eq!(addresses(&s), ["GNRMC", "GNVTG", "GNGGA", "GNGSA"]);
+        assert_eq!(parse(&s[3]).unwrap().field(17), "1");
+        assert_eq!(parse(&s[2]).unwrap().field(6), "00");
+    }
+
+    #[test]
+    fn epoch_bytes_counts_the_terminators() {
+        assert_eq!(epoch_bytes(&[]), 0);
+        let lines = vec!["$GPGSV,1,1,00*79".to_string(), "$GPVTG,,,,,,,,,N*30".into()];
+        assert_eq!(epoch_bytes(&lines), 18 + 21);
+        let s = epoch(
+            Talker::Gn,
+            Some(Fix::still(1.0, 2.0, 3.0)),
+            &mixed_sky(),
+            true,
+        )
+        .sentences();
+        let wire: String = s.iter().map(|l| with_terminator(l)).collect();
+        assert_eq!(epoch_bytes(&s), wire.len());
+        // A full multi-GNSS epoch fits a 9600 baud line at 1 Hz.
+        assert!(epoch_bytes(&s) < 960, "{}", epoch_bytes(&s));
+    }
+
+    #[test]
+    fn dops_are_bounded_as_receivers_write_them() {
+        let mut fix = Fix::still(1.0, 2.0, 3.0);
+        fix.pdop = 250.0;
+        fix.hdop = f64::NAN;
+        fix.vdop = -1.0;
+        let g = parse(&gsa(Talker::Gp, Some(&fix), &[])).unwrap();
+        assert_eq!(g.fields[14..], ["99.99", "99.99", "0.00"]);
+        let g = parse(&gga(Talker::Gp, None, Some(&fix), &[])).unwrap();
+        assert_eq!(g.field(7), "99.99");
+    }
+
+    // ---- Cross-check with the independent `nmea` crate --------------------
+
+    /// Great-circle distance on a sphere of the mean Earth radius, metres.
+    fn haversine_m(a: (f64, f64), b: (f64, f64)) -> f64 {
+        let (p1, p2) = (a.0.to_radians(), b.0.to_radians());
+        let (dp, dl) = (p2 - p1, (b.1 - a.1).to_radians());
+        let h = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+        2.0 * 6_371_008.8 * h.sqrt().min(1.0).asin()
+    }
+
+    /// Milliseconds of the day from chrono's `HH:MM:SS[.fff…]` display form.
+    fn ms_of_day(t: impl std::fmt::Display) -> i64 {
+        let t = t.to_string();
+        let (hms, frac) = t.split_once('.').unwrap_or((&t, ""));
+        let p: Vec<i64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+        let frac_ms = if frac.is_empty() {
+            0
+        } else {
+            (format!("0.{frac}").parse::<f64>().unwrap() * 1000.0).round() as i64
+        };
+        ((p[0] * 60 + p[1]) * 60 + p[2]) * 1000 + frac_ms
+    }
+
+    fn gnss_type(system: System) -> ::nmea::sentences::GnssType {
+        match system {
+            System::Gps => ::nmea::sentences::GnssType::Gps,
+            System::Glonass => ::nmea::sentences::GnssType::Glonass,
+            System::Galileo => ::nmea::sentences::GnssType::Galileo,
+        }
+    }
+
+    fn system_id(system: System) -> ::nmea::sentences::gnss_type::GnssSystemId {
+        use ::nmea::sentences::gnss_type::GnssSystemId;
+        match system {
+            System::Gps => GnssSystemId::Gps,
+            System::Glonass => GnssSystemId::Glonass,
+            System::Galileo => GnssSystemId::Galileo,
+        }
+    }
+
+    /// Independent framing checks: length, `$`, two-digit upper-case checksum.
+    fn check_frame(line: &str) {
+        assert!(line.len() + TERMINATOR.len() <= MAX_SENTENCE_LEN, "{line}");
+        let body = line.strip_prefix('$').unwrap_or_else(|| panic!("{line}"));
+        let (payload, sum) = body.rsplit_once('*').unwrap_or_else(|| panic!("{line}"));
+        let x = payload.bytes().fold(0u8, |a, b| a ^ b);
+        assert_eq!(sum, format!("{x:02X}"), "{line}");
+    }
+
+    /// Parse every sentence of `e` (which has a fix and a time) with the `nmea`
+    /// crate and compare what it reads with what was given.
+    fn cross_check_fix(e: &Epoch) {
+        use ::nmea::sentences::gsa::GsaMode2;
+        use ::nmea::sentences::rmc::RmcStatusOfFix;
+        use ::nmea::sentences::FixType;
+        use ::nmea::ParseResult;
+
+        let fix = e.fix.unwrap();
+        let utc = UtcTime::from_unix_ms(e.utc_ms.unwrap()).unwrap();
+        let want_ms = ((i64::from(utc.hour) * 60 + i64::from(utc.minute)) * 60
+            + i64::from(utc.second))
+            * 1000
+            + i64::from(utc.millis / 10 * 10);
+        let want_date = format!("{:04}-{:02}-{:02}", utc.year, utc.month, utc.day);
+        let reported: Vec<Satellite> = e
+            .satellites
+            .iter()
+            .filter(|s| e.talker == Talker::Gn || Some(s.system) == e.talker.system())
+            .copied()
+            .collect();
+        let used_total = reported.iter().filter(|s| s.snr_db.is_some()).count();
+        let close = |got: Option<f32>, want: f64, tol: f64, what: &str| {
+            let got = got.unwrap_or_else(|| panic!("{what}: missing"));
+            assert!(
+                (f64::from(got) - want).abs() <= tol,
+                "{what}: {got} vs {want}"
+            );
+        };
+
+        let lines = e.sentences();
+        let mut state = ::nmea::Nmea::default();
+        let mut gsv_seen: Vec<(System, u16, usize)> = Vec::new();
+        let mut gsa_seen = Vec::new();
+        for line in &lines {
+            check_frame(line);
+            let parsed = ::nmea::parse_str(line).unwrap_or_else(|err| panic!("{line}: {err:?}"));
+            match parsed {
+                ParseResult::RMC(r) => {
+                    assert_eq!(r.status_of_fix, RmcStatusOfFix::Autonomous, "{line}");
+                    let d = haversine_m((r.lat.unwrap(), r.lon.unwrap()), (fix.lat, fix.lon));
+                    assert!(d < 0.5, "{line}: {d} m from {fix:?}");
+                    assert_eq!(ms_of_day(r.fix_time.unwrap()), want_ms, "{line}");
+                    assert_eq!(r.fix_date.unwrap().to_string(), want_date, "{line}");
+                    close(r.speed_over_ground, fix.speed_knots, 6e-4, line);
+                    match fix.course_deg {
+                        Some(c) => close(r.true_course, c, 6e-3, line),
+                        None => assert_eq!(r.true_course, None, "{line}"),
+                    }
+                }
+                ParseResult::GGA(g) => {
+                    assert_eq!(g.fix_type, Some(FixType::Gps), "{line}");
+                    let d = haversine_m(
+                        (g.latitude.unwrap(), g.longitude.unwrap()),
+                        (fix.lat, fix.lon),
+                    );
+                    assert!(d < 0.5, "{line}: {d} m from {fix:?}");
+                    assert_eq!(ms_of_day(g.fix_time.unwrap()), want_ms, "{line}");
+                    assert_eq!(g.fix_satellites, Some(used_total.min(12) as u32), "{line}");
+                    close(g.hdop, fix.hdop, 6e-3, line);
+                    close(g.altitude, fix.alt_m, 0.06, line);
+                }
+                ParseResult::VTG(v) => {
+                    close(v.speed_over_ground, fix.speed_knots, 6e-4, line);
+                    match fix.course_deg {
+                        Some(c) => close(v.true_course, c, 6e-3, line),
+                        None => assert_eq!(v.true_course, None, "{line}"),
+                    }
+                }
+                ParseResult::GSA(g) => {
+                    assert_eq!(g.mode2, GsaMode2::Fix3D, "{line}");
+                    close(g.pdop, fix.pdop, 6e-3, line);
+                    close(g.hdop, fix.hdop, 6e-3, line);
+                    close(g.vdop, fix.vdop, 6e-3, line);
+                    let system = System::ALL
+                        .into_iter()
+                        .find(|s| g.system_id == Some(system_id(*s)))
+                        .unwrap_or_else(|| panic!("{line}: system {:?}", g.system_id));
+                    let want: Vec<u32> = reported
+                        .iter()
+                        .filter(|s| s.system == system && s.snr_db.is_some())
+                        .map(|s| u32::from(s.prn))
+                        .take(12)
+                        .collect();
+                    assert_eq!(g.fix_sats_prn.as_slice(), want.as_slice(), "{line}");
+                    gsa_seen.push(system);
+                }
+                ParseResult::GSV(g) => {
+                    let system = System::ALL
+                        .into_iter()
+                        .find(|s| gnss_type(*s) == g.gnss_type)
+                        .unwrap_or_else(|| panic!("{line}: {:?}", g.gnss_type));
+                    let listed = g.sats_info.iter().flatten().count();
+                    match gsv_seen.iter_mut().find(|x| x.0 == system) {
+                        Some(x) => {
+                            assert_eq!(x.1, g.sats_in_view, "{line}");
+                            x.2 += listed;
+                        }
+                        None => gsv_seen.push((system, g.sats_in_view, listed)),
+                    }
+                    for s in g.sats_info.iter().flatten() {
+                        let given = reported
+                            .iter()
+                            .find(|x| x.system == system && u32::from(x.prn) == s.prn())
+                            .unwrap_or_else(|| panic!("{line}: {s:?} not given"));
+                        assert_eq!(s.elevation(), Some(f32::from(given.elevation_deg)));
+                        assert_eq!(s.azimuth(), Some(f32::from(given.azimuth_deg)));
+                        assert_eq!(s.snr(), given.snr_db.map(f32::from));
+                    }
+                }
+                ParseResult::ZDA(z) => {
+                    assert_eq!(ms_of_day(z.utc_time.unwrap()), want_ms, "{line}");
+                    assert_eq!(
+                        (z.year, z.month, z.day),
+                        (Some(utc.year as u16), Some(utc.month), Some(utc.day)),
+                        "{line}"
+                    );
+                    continue;
+                }
+                other => panic!("{line}: unexpected {other:?}"),
+            }
+            state
+                .parse(line)
+                .unwrap_or_else(|err| panic!("{line}: {err:?}"));
+        }
+
+        // Every system given (for GN) or the talker's own: one GSV set with the
+        // right count; a GSA for each system with used satellites.
+        for system in System::ALL {
+            let n = reported.iter().filter(|s| s.system == system).count();
+            let set = gsv_seen.iter().find(|x| x.0 == system);
+            if n > 0 {
+                assert_eq!(
+                    set,
+                    Some(&(system, n.min(36) as u16, n.min(36))),
+                    "{lines:?}"
+                );
+            }
+            let used = reported
+                .iter()
+                .any(|s| s.system == system && s.snr_db.is_some());
+            assert_eq!(gsa_seen.contains(&system), used, "{system:?}: {lines:?}");
+        }
+        assert_eq!(state.satellites().len(), reported.len(), "{lines:?}");
+        assert!(state.fix_type().is_some_and(|f| f.is_valid()));
+        let d = haversine_m(
+            (state.latitude().unwrap(), state.longitude().unwrap()),
+            (fix.lat, fix.lon),
+        );
+        assert!(d < 0.5);
+    }
+
+    /// A small deterministic generator for test inputs (no RNG crate).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> f64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn range(&mut self, lo: f64, hi: f64) -> f64 {
+            lo + (hi - lo) * self.next()
+        }
+    }
+
+    #[test]
+    fn nmea_crate_reads_back_every_epoch() {
+        use crate::gnss::sky::{self, Sky};
+        let gps_only = Sky::new(&[System::Gps]);
+        let multi = Sky::new(&System::ALL);
+        let mut rng = Lcg(0x5eed);
+        let mut fixes = vec![
+            (52.520008, 13.404954),
+            (-33.856784, 151.215297),
+            (40.689247, -74.044502),
+            (-0.000001, -179.999999),
+            (89.999999, 0.0),
+            (-89.9999999, 179.9999999),
+            (0.0, 0.0),
+            (12.9999999, 45.99999995),
+        ];
+        for _ in 0..200 {
+            fixes.push((rng.range(-89.9, 89.9), rng.range(-180.0, 180.0)));
+        }
+        let mut epochs = 0;
+        for (i, (lat, lon)) in fixes.into_iter().enumerate() {
+            // 2001 … 2079 (two-digit years are read as 20yy by the crate up to 2083).
+            let utc_ms = rng.range(978_307_200_000.0, 3_502_828_800_000.0) as i64;
+            let alt = rng.range(-400.0, 9_000.0);
+            let moving = i % 4 != 0;
+            for talker in [Talker::Gp, Talker::Gn] {
+                let sky_model = if talker == Talker::Gp {
+                    &gps_only
+                } else {
+                    &multi
+                };
+                let attenuation = if i % 5 == 0 {
+                    rng.range(0.0, 25.0)
+                } else {
+                    0.0
+                };
+                let view = sky_model.in_view(utc_ms, lat, lon, alt, 5.0, attenuation);
+                let sats = sky::to_nmea(&view);
+                let mut fix = Fix::still(lat, lon, alt);
+                fix.geoid_sep_m = rng.range(-100.0, 80.0);
+                if moving {
+                    fix.speed_knots = rng.range(0.0, 150.0);
+                    fix.course_deg = Some(rng.range(0.0, 359.99));
+                }
+                if let Some(d) = sky::dop(&view) {
+                    (fix.pdop, fix.hdop, fix.vdop) = (d.pdop, d.hdop, d.vdop);
+                }
+                let e = Epoch {
+                    talker,
+                    utc_ms: Some(utc_ms),
+                    fix: Some(fix),
+                    satellites: &sats,
+                    zda: true,
+                    gsa_gsv: true,
+                };
+                cross_check_fix(&e);
+                epochs += 1;
+            }
+        }
+        assert_eq!(epochs, 2 * 208);
+    }
+
+    #[test]
+    fn nmea_crate_reads_fixed_constellation_and_centiseconds() {
+        let sats = default_constellation();
+        // Two-digit years: the crate reads 84–99 as 19yy and 00–83 as 20yy.
+        for ms in [
+            946_684_799_999,   // 1999-12-31T23:59:59.999 → 235959.99
+            946_684_800_000,   // 2000-01-01T00:00:00.000
+            978_307_200_009,   // 2001-01-01T00:00:00.009 → 000000.00
+            1_401_092_051_987, // 2014-05-26T08:14:11.987
+            1_700_000_000_005,
+            3_471_292_799_990, // 2079-12-31T23:59:59.990
+        ] {
+            for talker in [Talker::Gp, Talker::Gn] {
+                let mut fix = Fix::still(-45.123456, -170.654321, 8848.9);
+                fix.speed_knots = 3.25;
+                fix.course_deg = Some(0.0);
+                let mut e = epoch(talker, Some(fix), &sats, true);
+                e.utc_ms = Some(ms);
+                cross_check_fix(&e);
+            }
+        }
+    }
+
+    #[test]
+    fn nmea_crate_sees_no_fix() {
+        use ::nmea::sentences::gsa::GsaMode2;
+        use ::nmea::sentences::rmc::RmcStatusOfFix;
+        use ::nmea::sentences::FixType;
+        use ::nmea::ParseResult;
+
+        let sats = mixed_sky();
+        for talker in [Talker::Gp, Talker::Gn] {
+            for utc_ms in [Some(1_700_000_000_000), None] {
+                let mut e = epoch(talker, None, &sats, true);
+                e.utc_ms = utc_ms;
+                let mut state = ::nmea::Nmea::default();
+                for line in e.sentences() {
+                    check_frame(&line);
+                    match ::nmea::parse_str(&line).unwrap_or_else(|err| panic!("{line}: {err:?}")) {
+                        ParseResult::RMC(r) => {
+                            assert_eq!(r.status_of_fix, RmcStatusOfFix::Invalid);
+                            assert_eq!((r.lat, r.lon), (None, None));
+                            assert_eq!(r.fix_time.is_some(), utc_ms.is_some());
+                        }
+                        ParseResult::GGA(g) => {
+                            assert_eq!(g.fix_type, Some(FixType::Invalid));
+                            assert_eq!((g.latitude, g.longitude), (None, None));
+                            assert_eq!(g.fix_satellites, Some(0));
+                        }
+                        ParseResult::VTG(v) => {
+                            assert_eq!((v.true_course, v.speed_over_ground), (None, None))
+                        }
+                        ParseResult::GSA(g) => {
+                            assert_eq!(g.mode2, GsaMode2::NoFix);
+                            assert!(g.fix_sats_prn.is_empty());
+                        }
+                        ParseResult::GSV(_) => panic!("{line}: GSV without a fix"),
+                        ParseResult::ZDA(z) => {
+                            assert_eq!(z.utc_time.is_some(), utc_ms.is_some());
+                            continue;
+                        }
+                        other => panic!("{line}: unexpected {other:?}"),
+                    }
+                    state
+                        .parse(&line)
+                        .unwrap_or_else(|err| panic!("{line}: {err:?}"));
+                }
+                assert_eq!(state.fix_type(), Some(FixType::Invalid), "{talker:?}");
+                assert_eq!(state.latitude(), None);
+                assert!(state.satellites().is_empty());
+            }
+        }
     }
 }
