@@ -245,8 +245,16 @@ impl Rig {
                 let g = blocking(move || SerialGnss::open(&path, baud, clock, options, &e)).await?;
                 (g.clone() as Arc<dyn Gnss>, Some(g))
             }
-            GnssConfig::Sdr { .. } => {
-                return Err(not_implemented("instruments.gnss backend `sdr`"));
+            GnssConfig::Sdr {
+                command, geoid_sep, ..
+            } => {
+                let g = crate::drivers::gnss_sdr::SdrGnss::open(
+                    command.clone(),
+                    *geoid_sep,
+                    clock,
+                    &ev,
+                )?;
+                (g as Arc<dyn Gnss>, None)
             }
         };
 

@@ -198,19 +198,16 @@ impl Strategy {
             return Ok(());
         }
         if self.state < DeviceState::GnssFix {
-            // The rig knows what it feeds: a fix is established once valid sentences
-            // have been on the line for two device seconds.
-            let mark = rig.gnss.log().mark();
-            let first = rig
-                .gnss
-                .log()
-                .wait_for(mark, time.step_timeout, |_| true)
+            // The rig knows what it feeds: a fix is established once a fix has been
+            // fed for two device seconds.
+            let fed = rig.gnss.fed();
+            let mark = fed.mark();
+            let first = fed
+                .wait_for(mark, time.step_timeout, |f| f.fix.is_some())
                 .await
-                .ok_or_else(|| RigError::Timeout("the GNSS feed wrote nothing".into()))?;
+                .ok_or_else(|| RigError::Timeout("the GNSS feed gave no fix".into()))?;
             let t0 = first.t;
-            rig.gnss
-                .log()
-                .wait_for(mark, time.step_timeout, |_| clock.now() >= t0 + 2000)
+            fed.wait_for(mark, time.step_timeout, |_| clock.now() >= t0 + 2000)
                 .await
                 .ok_or_else(|| RigError::Timeout("the GNSS feed stalled".into()))?;
             self.enter(

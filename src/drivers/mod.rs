@@ -19,6 +19,7 @@ pub mod debug_virtual;
 pub mod eventlog;
 pub mod flash_drive;
 pub mod gnss;
+pub mod gnss_sdr;
 pub mod gpio_pi;
 pub mod gpio_virtual;
 pub mod modem;
