@@ -15,6 +15,7 @@ pub mod evidence;
 pub mod features;
 pub mod gateway;
 pub mod gnss;
+pub mod gnsscmd;
 pub mod lab;
 pub mod labshell;
 pub mod lock;

@@ -60,6 +60,54 @@ enum Command {
         #[arg(long)]
         presence: bool,
     },
+    /// Feed a place, a route or an NMEA recording to a GNSS receiver input line, or
+    /// export a route as gps-sdr-sim user motion (see docs/gnss.md).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["place", "route", "replay"])))]
+    #[command(group(clap::ArgGroup::new("to").required(true).args(["port", "export"])))]
+    Gnss {
+        /// A named place from the routes directory.
+        #[arg(long)]
+        place: Option<String>,
+        /// A route from the routes directory.
+        #[arg(long)]
+        route: Option<String>,
+        /// Override the route's speeds (km/h).
+        #[arg(long, requires = "route")]
+        speed: Option<f64>,
+        /// An NMEA recording to replay with its original pacing.
+        #[arg(long)]
+        replay: Option<PathBuf>,
+        /// Routes and places directory.
+        #[arg(long, default_value_os_t = redrig::config::fixtures_dir().join("routes"))]
+        routes: PathBuf,
+        /// Serial line of the receiver input (UART, USB adapter or pty).
+        #[arg(long)]
+        port: Option<String>,
+        #[arg(long, default_value_t = 9600)]
+        baud: u32,
+        /// Epochs per second: 1, 5 or 10.
+        #[arg(long, default_value_t = 1)]
+        rate: u32,
+        /// GP (GPS only) or GN (GPS, GLONASS, Galileo).
+        #[arg(long, default_value = "GP")]
+        talker: String,
+        /// Feed (or export) this many seconds (default: the route's or recording's
+        /// length; a place is fed until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Where the fed sentences are written (gnss.nmea).
+        #[arg(long, default_value = ".")]
+        evidence: PathBuf,
+        /// Write gps-sdr-sim user motion to this file instead of feeding a line.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// Motion format: ecef (-u), llh (-x) or gga (-g).
+        #[arg(long, default_value = "ecef")]
+        format: String,
+        /// Geoid separation (m) added to the routes' mean-sea-level altitudes.
+        #[arg(long, default_value_t = 0.0)]
+        geoid_sep: f64,
+    },
     /// The virtual lab, by hand.
     Lab {
         #[command(subcommand)]
@@ -149,6 +197,51 @@ async fn dispatch(command: Command) -> i32 {
         Command::List { tags } => redrig::cli::list(tags.as_deref()),
         Command::Requirements => redrig::cli::requirements(),
         Command::Check { rig, dut, presence } => redrig::cli::check(&rig, dut.as_deref(), presence),
+        Command::Gnss {
+            place,
+            route,
+            speed,
+            replay,
+            routes,
+            port,
+            baud,
+            rate,
+            talker,
+            seconds,
+            evidence,
+            export,
+            format,
+            geoid_sep,
+        } => {
+            use redrig::gnsscmd::{Sink, Source};
+            let source = match (place, route, replay) {
+                (Some(p), _, _) => Source::Place(p),
+                (_, Some(r), _) => Source::Route {
+                    name: r,
+                    kmh: speed,
+                },
+                (_, _, Some(f)) => Source::Replay(f),
+                _ => unreachable!("clap requires one source"),
+            };
+            let sink = match (export, port) {
+                (Some(file), _) => Sink::Export {
+                    file,
+                    format,
+                    geoid_sep,
+                    seconds,
+                },
+                (None, Some(port)) => Sink::Port {
+                    port,
+                    baud,
+                    rate_hz: rate,
+                    talker,
+                    seconds,
+                    evidence,
+                },
+                _ => unreachable!("clap requires one sink"),
+            };
+            redrig::gnsscmd::gnss(routes, source, sink).await
+        }
         Command::Lab {
             command: LabCommand::Up { rig, dut },
         } => redrig::cli::lab_up(&rig, dut.as_deref(), &exe).await,

@@ -133,3 +133,85 @@ fn motion_files_follow_the_scene_and_the_transmitter_is_restarted_and_stopped() 
         .count();
     assert!(log >= 4, "motion files and the command's log are evidence");
 }
+
+#[test]
+fn redrig_gnss_exports_and_feeds_a_line_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = env!("CARGO_BIN_EXE_redrig");
+    // Export: gps-sdr-sim -x format, read back on the route.
+    let file = dir.path().join("motion.csv");
+    let o = std::process::Command::new(exe)
+        .args([
+            "gnss",
+            "--route",
+            "school-run",
+            "--speed",
+            "20",
+            "--format",
+            "llh",
+        ])
+        .arg("--export")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = read_motion(
+        &std::fs::read_to_string(&file).unwrap(),
+        MotionFormat::LlhCsv,
+    )
+    .unwrap();
+    let lib = RouteLibrary::load_dir(&redrig::config::fixtures_dir().join("routes")).unwrap();
+    let route = lib.route("school-run").unwrap().with_speed(20.0 / 3.6);
+    assert_eq!(m.len(), (route.duration_s() * 10.0).ceil() as usize);
+    let (t, lat, lon, _) = m[m.len() / 2];
+    let s = route.sample(t);
+    assert!(geo::distance_m(lat, lon, s.lat, s.lon) < 0.1);
+
+    // Feed: NMEA on a pseudo-terminal for two seconds at 10 Hz.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&pty.slave)
+    ))
+    .unwrap();
+    let reader = {
+        let master = std::fs::File::from(pty.master);
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = Vec::new();
+            let mut m = master;
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = m.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            buf
+        })
+    };
+    let o = std::process::Command::new(exe)
+        .args(["gnss", "--place", "park", "--rate", "10", "--baud", "38400"])
+        .args(["--seconds", "2", "--port"])
+        .arg(&slave)
+        .arg("--evidence")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    drop(pty.slave);
+    let bytes = reader.join().unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    let rmc: Vec<&str> = text.lines().filter(|l| l.starts_with("$GPRMC")).collect();
+    assert!(
+        rmc.len() >= 15,
+        "{} RMC sentences in 2 s at 10 Hz",
+        rmc.len()
+    );
+    let park = lib.place("park").unwrap();
+    let fix = redrig::wire::nmea::parse(rmc[rmc.len() - 1]).unwrap();
+    let (lat, lon) = fix.position().unwrap();
+    assert!(geo::distance_m(lat, lon, park.lat, park.lon) < 0.5);
+    let evidence = std::fs::read_to_string(dir.path().join("gnss.nmea")).unwrap();
+    assert!(evidence.lines().filter(|l| l.contains("GPRMC")).count() >= rmc.len());
+}
