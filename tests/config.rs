@@ -593,3 +593,24 @@ fn lock_held_by_a_killed_process_is_free_afterwards() {
         .expect("the kernel released the dead holder's lock");
     assert!(lock.path().ends_with("virtual-lab.lock"));
 }
+
+#[test]
+fn gnss_rate_baud_talker_and_routes_are_checked() {
+    let errs = errors_of(&rig("bad/gnss-settings.yaml"), None);
+    let f = "bad/gnss-settings.yaml";
+    let line = 19;
+    let text = std::fs::read_to_string(rig(f)).unwrap();
+    let gnss = text.lines().nth(line - 1).unwrap();
+    let col = |key: &str| gnss.find(&format!("{key}:")).unwrap() + key.len() + 3;
+    expect(&errs, f, line, col("baud"), &["cannot carry 10 Hz", "at least 38400"]);
+    expect(&errs, f, line, col("talker"), &["talker `GL`", "GP", "GN"]);
+    expect(&errs, f, line, col("routes"), &["routes directory `no-such-dir` not found"]);
+}
+
+#[test]
+fn mistakes_in_route_files_are_reported_at_their_positions() {
+    let errs = errors_of(&rig("bad/gnss-bad-routes.yaml"), None);
+    let f = "gnss-routes/places.yaml";
+    expect(&errs, f, 3, 16, &["latitude 95", "-90..=90"]);
+    expect(&errs, f, 9, 16, &["nowhere"]);
+}

@@ -39,7 +39,9 @@
 //!   buttons:    { backend: virtual }          # | { backend: rppal, pins: { sos: { pin: 23, active_low: true }, power: { pin: 24 } } }
 //!   indicators: { backend: virtual }          # | { backend: rppal, pins: { led: { pin: 5 }, … } }
 //!   console:    { backend: serial, port: "lab:console", baud: 115200 }
-//!   gnss:       { backend: serial, port: "lab:gnss", baud: 9600, rate_hz: 1 }   # rate_hz 1|5|10
+//!   gnss:       { backend: serial, port: "lab:gnss", baud: 9600, rate_hz: 1 }   # rate_hz 1|5|10, talker GP|GN,
+//!               # routes: DIR, recordings: DIR (relative to this file); the baud must carry the rate
+//!               # | { backend: sdr, command: [argv with {motion} {duration} {start_time}], geoid_sep: M }
 //!   cellular:   { backend: virtual-modem, port: "lab:modem", baud: 115200 }    # | { backend: callbox, hooks: { ACTION: [argv…] } }
 //!   flasher:    { backend: drive, path: "lab:flash_drive" }                   # | { backend: probe-rs, probe: "VID:PID[:SERIAL]", chip: … }
 //!   debug_port: { backend: virtual, path: "lab:debug" }                        # | { backend: probe-rs, … }

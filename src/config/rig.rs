@@ -1116,7 +1116,7 @@ fn gnss(raw: &RawInstrument, d: &mut Diag, ctx: Ctx, rig_dir: &Path) -> GnssConf
                 );
             }
             let baud = baud(&raw.baud, name, "serial", d);
-            if rate_ok && talker_ok && raw.baud.is_some() {
+            if rate_ok && raw.baud.is_some() {
                 let need = gnss_min_baud(rate_hz, &talker);
                 if baud < need {
                     d.err(
