@@ -16,6 +16,8 @@ commands:
   power on|off                 supply to the watch
   press sos|power|call1|call2 [SECONDS]   press and hold a button (default 0.5 s)
   gnss LAT LON | gnss off      feed a fix at a position, or no fix
+  gnss place NAME              feed a named place (fixtures/routes)
+  gnss route NAME [KMH]        move the watch along a route
   sms FROM TEXT                an SMS to the watch from number FROM
   call FROM                    ring the watch presenting caller id FROM
   hangup                       end the network-side call
@@ -103,7 +105,7 @@ pub async fn run(loaded: &LoadedRig, exe: &Path) -> i32 {
                 if l.trim() == "quit" {
                     break;
                 }
-                if let Err(e) = command(&rig, l.trim()).await {
+                if let Err(e) = command(&rig, &loaded.routes, l.trim()).await {
                     println!("error: {e}");
                 }
             }
@@ -150,7 +152,11 @@ fn print_wires(rig: &Rig, dir: &Path) {
     println!("  evidence     {}", dir.display());
 }
 
-async fn command(rig: &Rig, line: &str) -> Result<(), String> {
+async fn command(
+    rig: &Rig,
+    routes: &crate::gnss::route::RouteLibrary,
+    line: &str,
+) -> Result<(), String> {
     let mut words = line.split_whitespace();
     let Some(cmd) = words.next() else {
         return Ok(());
@@ -175,6 +181,46 @@ async fn command(rig: &Rig, line: &str) -> Result<(), String> {
         "gnss" => {
             if rest.first() == Some(&"off") {
                 rig.gnss.set_position(None).await.map_err(e)?;
+            } else if rest.first() == Some(&"place") {
+                let name = rest.get(1).ok_or("gnss place NAME")?;
+                let p = routes.place(name).ok_or_else(|| {
+                    format!(
+                        "no place `{name}`; known: {}",
+                        routes.place_names().join(", ")
+                    )
+                })?;
+                rig.gnss
+                    .set_position(Some(Position {
+                        lat: p.lat,
+                        lon: p.lon,
+                        alt_m: p.alt_m,
+                    }))
+                    .await
+                    .map_err(e)?;
+            } else if rest.first() == Some(&"route") {
+                let name = rest.get(1).ok_or("gnss route NAME [KMH]")?;
+                let r = routes.route(name).ok_or_else(|| {
+                    format!(
+                        "no route `{name}`; known: {}",
+                        routes.route_names().join(", ")
+                    )
+                })?;
+                let r = match rest.get(2).map(|s| s.parse::<f64>()) {
+                    Some(Ok(kmh)) if kmh > 0.0 && kmh <= 1000.0 => r.with_speed(kmh / 3.6),
+                    Some(_) => return Err("speed: expected km/h in (0, 1000]".into()),
+                    None => r.clone(),
+                };
+                println!(
+                    "route {name}: {:.0} m in {:.0} s",
+                    r.length_m(),
+                    r.duration_s()
+                );
+                rig.gnss
+                    .apply(crate::gnss::scene::GnssChange::Route(std::sync::Arc::new(
+                        r,
+                    )))
+                    .await
+                    .map_err(e)?;
             } else {
                 let lat = rest
                     .first()

@@ -602,9 +602,21 @@ fn gnss_rate_baud_talker_and_routes_are_checked() {
     let text = std::fs::read_to_string(rig(f)).unwrap();
     let gnss = text.lines().nth(line - 1).unwrap();
     let col = |key: &str| gnss.find(&format!("{key}:")).unwrap() + key.len() + 3;
-    expect(&errs, f, line, col("baud"), &["cannot carry 10 Hz", "at least 38400"]);
+    expect(
+        &errs,
+        f,
+        line,
+        col("baud"),
+        &["cannot carry 10 Hz", "at least 38400"],
+    );
     expect(&errs, f, line, col("talker"), &["talker `GL`", "GP", "GN"]);
-    expect(&errs, f, line, col("routes"), &["routes directory `no-such-dir` not found"]);
+    expect(
+        &errs,
+        f,
+        line,
+        col("routes"),
+        &["routes directory `no-such-dir` not found"],
+    );
 }
 
 #[test]

@@ -230,12 +230,10 @@ impl SerialGnss {
 fn check_change(change: &GnssChange) -> RigResult<()> {
     let bad = |what: String| Err(RigError::Config(what));
     match change {
-        GnssChange::Still { lat, lon, alt_m } => {
-            if !Fix::still(*lat, *lon, *alt_m).is_valid() {
-                return bad(format!(
-                    "position {lat}, {lon} (alt {alt_m} m) is not a valid coordinate"
-                ));
-            }
+        GnssChange::Still { lat, lon, alt_m } if !Fix::still(*lat, *lon, *alt_m).is_valid() => {
+            return bad(format!(
+                "position {lat}, {lon} (alt {alt_m} m) is not a valid coordinate"
+            ));
         }
         GnssChange::Outage { secs: Some(s), .. } if !(s.is_finite() && *s >= 0.0) => {
             return bad(format!("outage of {s} s: expected a duration ≥ 0"));
@@ -320,7 +318,6 @@ struct Burst {
     at: f64,
     lines: Vec<Vec<u8>>,
     fed: Option<FedEpoch>,
-    comment: Option<String>,
 }
 
 struct Pacer {
@@ -366,7 +363,11 @@ impl Pacer {
 
     fn run(mut self) {
         let mut next_epoch = self.aligned_after(self.clock.now_f64());
+        // The feed the last burst came from: a replay (recording, index) or the scene.
+        let mut was_replay = false;
         loop {
+            // What is due next, and when. The content of a scene epoch is decided
+            // when it is due, so a change applied in between is in it.
             let replay = match &*lock(&self.shared.feed) {
                 Feed::Replay {
                     recording,
@@ -375,32 +376,25 @@ impl Pacer {
                 } => Some((recording.clone(), *start, *next)),
                 Feed::Scene => None,
             };
-            let burst = match replay {
-                Some((rec, start, i)) => match rec.epochs.get(i) {
-                    Some(e) => Burst {
-                        at: start + e.at_ms as f64,
-                        lines: e.lines.clone(),
-                        fed: None,
-                        comment: (i == 0).then(|| {
-                            format!(
-                                "replay of {}: {} lines in {} epochs over {:.1} s",
-                                rec.name,
-                                rec.lines(),
-                                rec.epochs.len(),
-                                rec.duration_ms() as f64 / 1000.0
-                            )
-                        }),
-                    },
+            let due = match &replay {
+                Some((rec, start, i)) => match rec.epochs.get(*i) {
+                    Some(e) => start + e.at_ms as f64,
                     None => {
                         *lock(&self.shared.feed) = Feed::Scene;
                         self.note(&format!("replay of {} ended", rec.name));
-                        next_epoch = self.aligned_after(self.clock.now_f64());
                         continue;
                     }
                 },
-                None => self.scene_epoch(next_epoch),
+                None => {
+                    if was_replay {
+                        // Back from a replay (ended or reset): the scene resumes now.
+                        next_epoch = self.aligned_after(self.clock.now_f64());
+                        was_replay = false;
+                    }
+                    next_epoch as f64
+                }
             };
-            match self.wait_until(burst.at) {
+            match self.wait_until(due) {
                 Woke::Stop => return,
                 Woke::Changed => continue,
                 Woke::Due => {}
@@ -408,16 +402,40 @@ impl Pacer {
             if self.status.error().is_some() {
                 return;
             }
-            if let Some(c) = &burst.comment {
-                self.note(c);
-            }
+            let burst = match &replay {
+                Some((rec, start, i)) => {
+                    was_replay = true;
+                    let e = &rec.epochs[*i];
+                    if *i == 0 {
+                        self.note(&format!(
+                            "replay of {}: {} lines in {} epochs over {:.1} s",
+                            rec.name,
+                            rec.lines(),
+                            rec.epochs.len(),
+                            rec.duration_ms() as f64 / 1000.0
+                        ));
+                    }
+                    Burst {
+                        at: start + e.at_ms as f64,
+                        lines: e.lines.clone(),
+                        fed: None,
+                    }
+                }
+                None => self.scene_epoch(next_epoch),
+            };
             if let Err(e) = self.write_burst(&burst) {
                 self.status.fail(e);
                 return;
             }
-            match &mut *lock(&self.shared.feed) {
-                Feed::Replay { next, .. } => *next += 1,
-                Feed::Scene => {
+            match (&replay, &mut *lock(&self.shared.feed)) {
+                // Advance the replay that was written, not one started meanwhile.
+                (
+                    Some((rec, _, i)),
+                    Feed::Replay {
+                        recording, next, ..
+                    },
+                ) if Arc::ptr_eq(rec, recording) && next == i => *next += 1,
+                (None, _) => {
                     // Next epoch: the one after this unless we are already past it.
                     let now = self.clock.now_f64();
                     let following = next_epoch + self.period_ms();
@@ -426,6 +444,7 @@ impl Pacer {
                     self.shared.skipped.fetch_add(skipped, Ordering::Relaxed);
                     next_epoch = due;
                 }
+                _ => {}
             }
         }
     }
@@ -485,7 +504,6 @@ impl Pacer {
                 fix: fix.map(|f| pos(f.lat, f.lon, f.alt_m)),
                 position: obs.position.map(|p| pos(p.lat, p.lon, p.alt_m)),
             }),
-            comment: None,
         }
     }
 
@@ -509,8 +527,14 @@ impl Pacer {
             sent_chars += bytes.len();
             if char_ms > 0.0 {
                 let ready = burst.at + sent_chars as f64 * char_ms;
-                if let Woke::Stop = self.wait_until(ready) {
-                    return Ok(());
+                // A wake-up (feed changed) does not cut this epoch short: the run loop
+                // looks at the feed again after it.
+                loop {
+                    match self.wait_until(ready) {
+                        Woke::Stop => return Ok(()),
+                        Woke::Changed => continue,
+                        Woke::Due => break,
+                    }
                 }
             }
             let t = self.clock.now();

@@ -147,6 +147,8 @@ impl SerialWriter {
                             ),
                         ));
                     }
+                    // The peer is not reading: do not spin while it catches up.
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(e) => {
                     let detail = format!("write failed: {e}");
