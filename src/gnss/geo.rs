@@ -139,7 +139,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn corpus_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/gps-sdr-sim")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/gps-sdr-sim")
     }
 
     fn norm(v: [f64; 3]) -> f64 {
@@ -263,16 +263,11 @@ mod tests {
     #[test]
     fn agrees_with_gps_sdr_sim_circle() {
         let dir = corpus_dir();
-        let (Ok(llh), Ok(ecef)) = (
-            std::fs::read_to_string(dir.join("circle_llh.csv")),
-            std::fs::read_to_string(dir.join("circle.csv")),
-        ) else {
-            println!(
-                "gps-sdr-sim corpus not found at {}: cross-check skipped",
-                dir.display()
-            );
-            return;
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()))
         };
+        let (llh, ecef) = (read("circle_llh.csv"), read("circle.csv"));
         let parse = |line: &str| -> Vec<f64> {
             line.split(',')
                 .map(|f| f.trim().parse::<f64>().expect("number"))

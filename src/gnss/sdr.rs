@@ -306,14 +306,11 @@ mod tests {
 
     fn corpus(name: &str) -> Option<String> {
         let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/corpus/gps-sdr-sim")
+            .join("fixtures/gps-sdr-sim")
             .join(name);
         match std::fs::read_to_string(&p) {
             Ok(t) => Some(t),
-            Err(_) => {
-                println!("gps-sdr-sim corpus file {} not found: skipped", p.display());
-                None
-            }
+            Err(e) => panic!("{}: {e}", p.display()),
         }
     }
 

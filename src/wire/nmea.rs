@@ -757,7 +757,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn corpus_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/nmea-gpsd")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/nmea/gpsd")
     }
 
     fn utc(y: i32, mo: u8, d: u8, h: u8, mi: u8, s: u8, ms: u16) -> Option<UtcTime> {
