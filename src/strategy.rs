@@ -28,8 +28,8 @@ pub enum DeviceState {
 /// Where a fresh device is put: a fixed, documented home position
 /// (Alexanderplatz, Berlin, on the WGS-84 ellipsoid).
 pub const HOME: Position = Position {
-    lat: 52.521918,
-    lon: 13.413215,
+    lat: 52.520008,
+    lon: 13.404954,
     alt_m: 40.0,
 };
 

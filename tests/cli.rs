@@ -442,9 +442,17 @@ fn lab_up_prints_every_wire_takes_commands_and_leaves_nothing_behind() {
             let _ = tx.send(line);
         }
     });
-    writeln!(stdin, "sms +4915100000666 pw,123456,ts#").unwrap();
     let mut out = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
+    // Poke it once the watch is on the network (a busy machine boots it slowly).
+    while !out.contains("modem: registered") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => out.push_str(&(line + "\n")),
+            Err(_) => panic!("the watch never registered:\n{out}"),
+        }
+    }
+    writeln!(stdin, "sms +4915100000666 pw,123456,ts#").unwrap();
     while !out.contains("SmsFromWatch") {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {

@@ -215,3 +215,11 @@ fn redrig_gnss_exports_and_feeds_a_line_by_hand() {
     let evidence = std::fs::read_to_string(dir.path().join("gnss.nmea")).unwrap();
     assert!(evidence.lines().filter(|l| l.contains("GPRMC")).count() >= rmc.len());
 }
+
+#[test]
+fn the_strategy_home_is_the_place_called_home() {
+    let lib = RouteLibrary::load_dir(&redrig::config::fixtures_dir().join("routes")).unwrap();
+    let home = lib.place("home").unwrap();
+    let h = redrig::strategy::HOME;
+    assert_eq!((home.lat, home.lon, home.alt_m), (h.lat, h.lon, h.alt_m));
+}

@@ -22,7 +22,8 @@
 //! original spacing, then hands it back to the scene.
 //!
 //! Every sentence written goes to the [`EventLog`] and to `gnss.nmea`
-//! (`<device ms> <sentence>`, with `#` comments for replays and undelivered epochs);
+//! (`<device ms> <sentence>`, written before the sentence goes out; bytes outside
+//! printable ASCII escaped as `\xHH`; `#` comments for replays and undelivered epochs);
 //! what each epoch fed goes to [`Gnss::fed`]. Bytes the device sends back on the
 //! line (receiver configuration commands) are kept in `gnss-rx.raw`, created when
 //! the first one arrives.
@@ -519,7 +520,6 @@ impl Pacer {
     fn write_burst(&mut self, burst: &Burst) -> Result<(), String> {
         let char_ms = self.options.char_ms();
         let mut sent_chars = 0usize;
-        let mut text = String::new();
         for line in &burst.lines {
             let mut bytes = Vec::with_capacity(line.len() + 2);
             bytes.extend_from_slice(line);
@@ -538,27 +538,43 @@ impl Pacer {
                 }
             }
             let t = self.clock.now();
+            // Evidence first: whatever reaches the line is on record even if the rig
+            // stops in the middle of an epoch.
+            let shown = if line
+                .iter()
+                .all(|b| (0x20..=0x7e).contains(b) && *b != b'\\')
+            {
+                String::from_utf8_lossy(line).into_owned()
+            } else {
+                super::serial::escape_bytes(line)
+            };
+            self.evidence
+                .write_all(format!("{t} {shown}\n").as_bytes())
+                .map_err(|e| format!("evidence gnss.nmea: {e}"))?;
             match self.writer.write_blocking(&bytes, WRITE_DEADLINE) {
                 Ok(()) => {
-                    let shown = String::from_utf8_lossy(line).into_owned();
-                    text.push_str(&format!("{t} {shown}\n"));
                     self.shared.log.push_at(t, shown);
                 }
                 Err(e) if self.status.error().is_none() => {
                     // The device stopped reading; part of the epoch may have gone out.
                     self.shared.stalled.fetch_add(1, Ordering::Relaxed);
-                    text.push_str(&format!("{t} # epoch not delivered: {e}\n"));
+                    writeln!(
+                        self.evidence,
+                        "{t} # epoch not delivered (from the line above on): {e}"
+                    )
+                    .map_err(|e| format!("evidence gnss.nmea: {e}"))?;
                     break;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => {
+                    let _ = writeln!(self.evidence, "{t} # line failed: {e}");
+                    return Err(e.to_string());
+                }
             }
         }
         if let Some(f) = burst.fed {
             self.shared.fed.push_at(burst.at as DeviceMs, f);
         }
-        self.evidence
-            .write_all(text.as_bytes())
-            .map_err(|e| format!("evidence gnss.nmea: {e}"))
+        Ok(())
     }
 }
 
