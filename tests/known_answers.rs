@@ -90,9 +90,16 @@ fn check(profile: &str) {
         .collect();
     let expected = expected(profile);
     let wrongly_blamed: Vec<_> = failed.difference(&expected).collect();
+    let failures: Vec<String> = results["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["verdict"].as_str() == Some("fail"))
+        .map(|s| format!("{}: {}", s["name"], s["message"]))
+        .collect();
     assert!(
         wrongly_blamed.is_empty(),
-        "{profile}: failed requirements it does not declare: {wrongly_blamed:?}\n{}",
+        "{profile}: failed requirements it does not declare: {wrongly_blamed:?}\nfailed scenarios: {failures:#?}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
     let not_caught: Vec<_> = expected.difference(&failed).collect();

@@ -12,7 +12,7 @@ Feature: Geofence — parents are told at once when the child leaves a safe zone
   @req:SAFETY:GEO-1 @assess:functional-sufficiency
   Scenario: Leaving the school's safe zone alerts the parent within seconds
     Given the watch is at "school"
-    And the parent sets a safe zone of 150 metres around "school"
+    And the parent sets a safe zone of 50 metres around "school"
     When the watch sends its next position report within 90 seconds
     And the watch follows the route "leaves-school-zone" at 15 km/h
-    Then the parent receives a geofence alert within 10 seconds of the watch leaving the safe zone
+    Then the parent receives a geofence alert within 20 seconds of the watch leaving the safe zone

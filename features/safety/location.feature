@@ -24,7 +24,7 @@ Feature: Location — the position parents see is where the child is
   Scenario Outline: Without reception the watch does not pass off its last position as current
     When <obstruction> for 60 seconds
     Then no position the backend receives in the next 50 seconds is marked as a current fix
-    And the backend receives a current position within 20 seconds after reception returns
+    And the backend receives a current position within 30 seconds after reception returns
 
     Examples:
       | obstruction                                 |

@@ -22,6 +22,8 @@ const ROUTE_STARTED: &str = "gnss.route_started";
 const ROUTE_END: &str = "gnss.route_end";
 const ZONE: &str = "gnss.zone";
 const OUTAGE_END: &str = "gnss.outage_end";
+/// A fix older than this when it reaches the backend is not "current" (device ms).
+const STALE_MS: i64 = 15_000;
 
 fn place(world: &RigWorld, name: &str) -> Result<Position, StepFail> {
     let lib = &world.ctx.loaded.routes;
@@ -435,15 +437,33 @@ async fn positions_on_route(world: &mut RigWorld, n: u32, metres: u32) -> StepRe
 )]
 async fn no_stale_fix(world: &mut RigWorld, secs: u32) -> StepResult {
     let since = world.action_at.unwrap_or(world.started);
-    // A receiver counts its fix as lost a few seconds after the sky went away.
-    let grace = since + 5_000;
     world.clock().sleep(secs as f64).await;
+    let epoch_ms = world.clock().device_epoch_unix_ms;
+    let gnss = world.rig().gnss.clone();
+    let fed = gnss
+        .fed()
+        .since(gnss.fed().mark_since(since.saturating_sub(2_000)));
     let mut seen = 0;
-    for loc in locations_since(world, grace).await? {
+    for loc in locations_since(world, since).await? {
         seen += 1;
-        if loc["valid"].as_bool() == Some(true) {
+        if loc["valid"].as_bool() != Some(true) {
+            continue;
+        }
+        let (Some(t), Some(received)) = (loc["t"].as_i64(), loc["received_t"].as_i64()) else {
+            continue;
+        };
+        // A current fix must be one the rig fed at the time it is stamped with, and
+        // must not be an old fix sent again as if new.
+        let fed_fix = fed_at(&fed, epoch_ms + t).is_some_and(|f| f.fix.is_some());
+        if t >= since as i64 && !fed_fix {
             return device_fail(format!(
-                "the backend received a position marked as a current fix while the watch had none: {loc}"
+                "the backend received a position marked as a current fix, stamped at a time the watch had no fix: {loc}"
+            ));
+        }
+        if received - t > STALE_MS {
+            return device_fail(format!(
+                "the backend received a fix {} s old marked as current: {loc}",
+                (received - t) / 1000
             ));
         }
     }
@@ -501,26 +521,33 @@ async fn stamped_with_gnss_time(world: &mut RigWorld, secs: u32, tolerance: u32)
     world.clock().sleep(secs as f64).await;
     let epoch = world.clock().device_epoch_unix_ms;
     let gnss = world.rig().gnss.clone();
-    let fed = gnss.fed().since(gnss.fed().mark_since(since));
+    let fed = gnss
+        .fed()
+        .since(gnss.fed().mark_since(since.saturating_sub(STALE_MS as u64)));
     let mut checked = 0;
     let mut worst = 0.0f64;
     for loc in locations_since(world, since).await? {
         let (Some(t), Some(received)) = (loc["t"].as_i64(), loc["received_t"].as_u64()) else {
             continue;
         };
-        // The GNSS UTC fed just before the report was received.
-        let Some(f) = fed.iter().rev().find(|r| r.t <= received) else {
+        let stamp = epoch + t;
+        // The stamp must be the UTC of an epoch fed shortly before the report arrived.
+        let off = fed
+            .iter()
+            .filter(|r| r.t <= received && received - r.t <= STALE_MS as u64)
+            .map(|r| (stamp - r.value.utc_ms) as f64 / 1000.0)
+            .min_by(|a, b| a.abs().total_cmp(&b.abs()));
+        let Some(off) = off else {
             continue;
         };
-        let fed_utc = f.value.utc_ms + (received as i64 - f.t as i64);
-        let off = ((epoch + t) - fed_utc) as f64 / 1000.0;
         worst = worst.max(off.abs());
         checked += 1;
         if off.abs() > tolerance as f64 {
+            let fed_utc = stamp - (off * 1000.0) as i64;
             world.measure("report time error", off.abs(), "s", Some(tolerance as f64));
             return device_fail(format!(
                 "a report is stamped {} while the GNSS time was {} ({off:+.0} s)",
-                fmt_utc(epoch + t),
+                fmt_utc(stamp),
                 fmt_utc(fed_utc)
             ));
         }
