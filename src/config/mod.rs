@@ -110,11 +110,11 @@ mod position;
 mod rig;
 
 pub use device::*;
+pub(crate) use error::{from_serde, Diag};
 pub use error::{ConfigError, ConfigErrors};
 pub use position::{NodePos, Pos, PosIndex};
 pub use rig::*;
 
-use error::{from_serde, Diag};
 use std::path::{Path, PathBuf};
 
 /// A validated rig file with its validated device profile.

@@ -14,7 +14,7 @@
 //! geodesic.
 
 use super::geo;
-use crate::config::{ConfigError, ConfigErrors, Pos, PosIndex};
+use crate::config::{from_serde, ConfigError, ConfigErrors, Diag, Pos, PosIndex};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -651,7 +651,7 @@ impl RouteLibrary {
                         });
                     }
                     Err(e) => {
-                        let err = serde_error(path, text, &e);
+                        let err = from_serde(path, text, &e);
                         // serde's own duplicate complaint repeats one reported above.
                         let repeated = index.duplicates().iter().any(|(p, _, _)| {
                             p.last().is_some_and(|k| {
@@ -1113,59 +1113,6 @@ impl RouteLibrary {
     pub fn route_names(&self) -> Vec<&str> {
         self.routes.keys().map(String::as_str).collect()
     }
-}
-
-/// Errors of one YAML file, positioned through its [`PosIndex`] (the same contract
-/// as the configuration loader's collector, which `crate::config` keeps private).
-struct Diag<'a> {
-    file: &'a Path,
-    index: &'a PosIndex,
-    errors: Vec<ConfigError>,
-}
-
-impl<'a> Diag<'a> {
-    fn new(file: &'a Path, index: &'a PosIndex) -> Diag<'a> {
-        Diag {
-            file,
-            index,
-            errors: Vec::new(),
-        }
-    }
-
-    /// Error at the value of `path`.
-    fn err(&mut self, path: &[&str], msg: impl Into<String>) {
-        let pos = self.index.value(path);
-        self.errors.push(ConfigError::at(self.file, pos, msg));
-    }
-
-    /// Error at the key of `path`.
-    fn err_key(&mut self, path: &[&str], msg: impl Into<String>) {
-        let pos = self.index.key(path);
-        self.errors.push(ConfigError::at(self.file, pos, msg));
-    }
-}
-
-/// A yaml_serde error as a positioned error (its " at line L column C" suffix
-/// becomes the position).
-fn serde_error(file: &Path, text: &str, e: &serde_yaml::Error) -> ConfigError {
-    let mut msg = e.to_string();
-    let pos = match e.location() {
-        Some(loc) => {
-            let suffix = format!(" at line {} column {}", loc.line(), loc.column());
-            if let Some(stripped) = msg.strip_suffix(&suffix) {
-                msg = stripped.to_string();
-            }
-            Pos {
-                line: loc.line(),
-                column: loc.column(),
-            }
-        }
-        None => Pos {
-            line: text.lines().count().max(1),
-            column: 1,
-        },
-    };
-    ConfigError::at(file, pos, msg)
 }
 
 fn check_lat(d: &mut Diag, path: &[&str], v: f64) -> bool {

@@ -296,6 +296,48 @@ pub async fn wait_settings_synced(world: &mut RigWorld) -> Result<(), StepFail> 
     Ok(())
 }
 
+/// The watch's alarms the backend shows its parent, received at or after `since`.
+pub async fn alarms_since(world: &mut RigWorld, since: u64) -> Result<Vec<Value>, StepFail> {
+    let id = watch_id(world).await?;
+    let r = api(
+        world,
+        Actor::Parent,
+        "GET",
+        &format!("/api/watches/{id}/alarms"),
+        None,
+    )
+    .await?;
+    if r.status != 200 {
+        return rig_fail(format!(
+            "the parent cannot read the watch's alarms: HTTP {} {}",
+            r.status, r.body
+        ));
+    }
+    Ok(r.body
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|al| record_time(al).is_some_and(|t| t >= since))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Wait up to `secs` device seconds for a position report received at or after `since`.
+pub async fn report_since(world: &mut RigWorld, since: u64, secs: u32) -> Result<(), StepFail> {
+    let deadline = world.clock().deadline(secs as f64);
+    loop {
+        if !locations_since(world, since).await?.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return device_fail(format!("the watch reported no position within {secs} s"));
+        }
+        world.clock().sleep(0.25).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use crate::gnss::route::Route;
 use crate::gnss::scene::{GnssChange, OutageKind};
 use crate::runner::world::{device_fail, rig_fail, RigWorld, StepFail, StepResult};
 use cucumber::{given, then, when};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
 /// Scratch keys.
@@ -349,16 +349,7 @@ async fn safe_zone(world: &mut RigWorld, radius: u32, name: String) -> StepResul
 #[when(expr = "the watch sends its next position report within {int} seconds")]
 async fn next_report(world: &mut RigWorld, secs: u32) -> StepResult {
     let since = world.now();
-    let deadline = world.clock().deadline(secs as f64);
-    loop {
-        if !locations_since(world, since).await?.is_empty() {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return device_fail(format!("the watch reported no position within {secs} s"));
-        }
-        world.clock().sleep(0.25).await;
-    }
+    report_since(world, since, secs).await
 }
 
 // ------------------------------------------------------------------ outcomes
@@ -625,31 +616,4 @@ async fn geofence_alert(world: &mut RigWorld, secs: u32) -> StepResult {
         }
         world.clock().sleep(0.5).await;
     }
-}
-
-async fn alarms_since(world: &mut RigWorld, since: u64) -> Result<Vec<Value>, StepFail> {
-    let id = watch_id(world).await?;
-    let r = api(
-        world,
-        Actor::Parent,
-        "GET",
-        &format!("/api/watches/{id}/alarms"),
-        None,
-    )
-    .await?;
-    if r.status != 200 {
-        return rig_fail(format!(
-            "the parent cannot read the watch's alarms: HTTP {} {}",
-            r.status, r.body
-        ));
-    }
-    Ok(r.body
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|al| record_time(al).is_some_and(|t| t >= since))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default())
 }

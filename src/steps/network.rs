@@ -92,16 +92,7 @@ async fn numbers_unchanged(world: &mut RigWorld) -> StepResult {
 #[when(expr = "the watch has reported its position to the backend within {int} seconds")]
 async fn has_reported(world: &mut RigWorld, secs: u32) -> StepResult {
     let since = world.started;
-    let deadline = world.clock().deadline(secs as f64);
-    loop {
-        if !locations_since(world, since).await?.is_empty() {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return device_fail(format!("the watch reported no position within {secs} s"));
-        }
-        world.clock().sleep(1.0).await;
-    }
+    report_since(world, since, secs).await
 }
 
 /// Byte patterns personal data takes in clear text.

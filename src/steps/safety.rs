@@ -2,7 +2,7 @@
 
 use super::common::*;
 use crate::drivers::{Button, CallAnswer, CellEvent, IndicatorEvent};
-use crate::runner::world::{device_fail, rig_fail, RigWorld, StepResult};
+use crate::runner::world::{device_fail, RigWorld, StepResult};
 use cucumber::{given, then, when};
 use serde_json::Value;
 
@@ -45,33 +45,9 @@ async fn sos_alarms(
     world: &mut RigWorld,
     since: u64,
 ) -> Result<Vec<Value>, crate::runner::world::StepFail> {
-    let id = watch_id(world).await?;
-    let r = api(
-        world,
-        Actor::Parent,
-        "GET",
-        &format!("/api/watches/{id}/alarms"),
-        None,
-    )
-    .await?;
-    if r.status != 200 {
-        return rig_fail(format!(
-            "the parent cannot read the watch's alarms: HTTP {} {}",
-            r.status, r.body
-        ));
-    }
-    Ok(r.body
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|al| {
-                    al["kind"].as_str() == Some("sos")
-                        && record_time(al).is_some_and(|t| t >= since)
-                })
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default())
+    let mut alarms = alarms_since(world, since).await?;
+    alarms.retain(|al| al["kind"].as_str() == Some("sos"));
+    Ok(alarms)
 }
 
 #[then(expr = "the backend receives an SOS alarm with the watch's position within {int} seconds")]
