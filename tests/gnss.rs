@@ -18,7 +18,8 @@
 //! time: waits are bounded, and epochs the driver skips under load are allowed for
 //! only as far as the driver reports them (`skipped_epochs`).
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+mod support;
+
 use nmea::sentences::rmc::RmcStatusOfFix;
 use nmea::sentences::{FixType, GgaData, RmcData, ZdaData};
 use nmea::ParseResult;
@@ -33,11 +34,11 @@ use redrig::wire::nmea::Talker;
 use redrig_virtual_lab::watch::nmea as watch;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{find, PtyDevice};
 
 /// Device seconds to wait for an event the driver produces every epoch.
 const WAIT: f64 = 120.0;
@@ -77,138 +78,12 @@ fn sleep_until_device(clock: &Clock, t: DeviceMs) {
 // ---------------------------------------------------------------------------------
 // Pseudo-terminal: the device side
 
-/// The device side of a pseudo-terminal: a thread collects everything the driver
-/// writes on the slave (and can relay it to another descriptor).
-struct Pty {
-    path: String,
-    /// Kept open for the life of the device (the reader thread has a clone).
-    _master: Arc<OwnedFd>,
-    /// Held until the driver has opened the slave, so the master never sees a hang-up.
-    _slave: Option<OwnedFd>,
-    rx: Arc<(Mutex<Vec<u8>>, Condvar)>,
-    stop: Arc<AtomicBool>,
-    reader: Option<std::thread::JoinHandle<()>>,
-    /// Bytes that did not fit into the relay target (it was not being read).
-    relay_dropped: Arc<AtomicU64>,
-}
-
-impl Pty {
-    fn new() -> Pty {
-        Pty::relaying_to(None)
-    }
-
-    /// A pty whose received bytes are also written to `relay` (a non-blocking
-    /// descriptor; what does not fit is dropped and counted, never waited for).
-    fn relaying_to(relay: Option<Arc<OwnedFd>>) -> Pty {
-        let pty = nix::pty::openpty(None, None).expect("openpty");
-        let path = nix::unistd::ttyname(pty.slave.as_fd())
-            .expect("ttyname")
-            .to_string_lossy()
-            .into_owned();
-        let master = Arc::new(pty.master);
-        let rx = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let relay_dropped = Arc::new(AtomicU64::new(0));
-        let (m, r, s, dropped) = (
-            master.clone(),
-            rx.clone(),
-            stop.clone(),
-            relay_dropped.clone(),
-        );
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while !s.load(Ordering::SeqCst) {
-                let mut fds = [PollFd::new(m.as_fd(), PollFlags::POLLIN)];
-                if poll(&mut fds, PollTimeout::from(20u8)).unwrap_or(0) == 0 {
-                    continue;
-                }
-                let revents = fds[0].revents().unwrap_or(PollFlags::empty());
-                if !revents.contains(PollFlags::POLLIN) {
-                    // No slave open at the moment: back off instead of spinning.
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-                match nix::unistd::read(m.as_fd(), &mut buf) {
-                    Ok(n) if n > 0 => {
-                        if let Some(out) = &relay {
-                            let mut done = 0;
-                            while done < n {
-                                match nix::unistd::write(out.as_fd(), &buf[done..n]) {
-                                    Ok(k) if k > 0 => done += k,
-                                    _ => break,
-                                }
-                            }
-                            dropped.fetch_add((n - done) as u64, Ordering::Relaxed);
-                        }
-                        r.0.lock().unwrap().extend_from_slice(&buf[..n]);
-                        r.1.notify_all();
-                    }
-                    _ => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Pty {
-            path,
-            _master: master,
-            _slave: Some(pty.slave),
-            rx,
-            stop,
-            reader: Some(reader),
-            relay_dropped,
-        }
-    }
-
-    /// The driver has opened the slave: the device keeps only the master.
-    fn release_slave(&mut self) {
-        self._slave = None;
-    }
-
-    fn received(&self) -> Vec<u8> {
-        self.rx.0.lock().unwrap().clone()
-    }
-
-    /// Wait (wall time, bounded) until what has been received satisfies `cond`.
-    fn wait_for(&self, what: &str, mut cond: impl FnMut(&[u8]) -> bool) -> Vec<u8> {
-        let deadline = Instant::now() + WALL;
-        let (lock, cv) = &*self.rx;
-        let mut buf = lock.lock().unwrap();
-        loop {
-            if cond(&buf) {
-                return buf.clone();
-            }
-            let now = Instant::now();
-            assert!(
-                now < deadline,
-                "timed out waiting for {what}; last bytes: {:?}",
-                String::from_utf8_lossy(&buf[buf.len().saturating_sub(300)..])
-            );
-            buf = cv.wait_timeout(buf, deadline - now).unwrap().0;
-        }
-    }
-}
-
-impl Drop for Pty {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.reader.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 /// Whether `bytes` end with a complete line (CR LF) starting with `prefix`.
 fn last_line_starts(bytes: &[u8], prefix: &[u8]) -> bool {
     bytes
         .strip_suffix(b"\r\n")
         .and_then(|b| b.rsplit(|&c| c == b'\n').next())
         .is_some_and(|l| l.starts_with(prefix))
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 // ---------------------------------------------------------------------------------
@@ -574,7 +449,7 @@ fn route_round_trip(talker: Talker, rate_hz: u32, baud: u32) {
     let dir = tempfile::tempdir().unwrap();
     let route = route("leaves-school-zone", 15.0);
     let clock = Clock::start(20.0);
-    let mut pty = Pty::new();
+    let mut pty = PtyDevice::new(WALL);
     let options = GnssOptions {
         rate_hz,
         talker,
@@ -710,7 +585,7 @@ fn outages_give_no_fix_forms_and_the_fix_returns() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start(10.0);
-    let mut pty = Pty::new();
+    let mut pty = PtyDevice::new(WALL);
     let (rate_hz, period) = (10u32, 100i64);
     let options = GnssOptions {
         rate_hz,
@@ -833,7 +708,7 @@ fn scene_changes_take_effect_at_the_next_epoch() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start(10.0);
-    let mut pty = Pty::new();
+    let mut pty = PtyDevice::new(WALL);
     let options = GnssOptions {
         baud: 115_200,
         ..GnssOptions::default()
@@ -966,7 +841,7 @@ fn replay_log(log: &Path) -> Replayed {
     }
 
     let clock = Clock::start(50.0);
-    let mut pty = Pty::new();
+    let mut pty = PtyDevice::new(WALL);
     let options = GnssOptions {
         baud: 115_200,
         ..GnssOptions::default()
@@ -1134,7 +1009,7 @@ fn replay_started_during_a_scene_epoch_keeps_every_line() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start(1.0);
-    let mut pty = Pty::new();
+    let mut pty = PtyDevice::new(WALL);
     let gnss =
         SerialGnss::open(&pty.path, 9600, clock, GnssOptions::default(), dir.path()).unwrap();
     pty.release_slave();
@@ -1191,7 +1066,7 @@ fn reset_during_a_replay_resumes_the_scene_now() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start(10.0);
-    let mut pty = Pty::new();
+    let mut pty = PtyDevice::new(WALL);
     let options = GnssOptions {
         baud: 115_200,
         ..GnssOptions::default()
@@ -1322,7 +1197,7 @@ fn gpsd_reads_the_route_within_a_metre() {
     .unwrap();
     let b_master = Arc::new(b.master);
     let _b_slave = b.slave; // kept open so the master never sees a hang-up
-    let mut a = Pty::relaying_to(Some(b_master.clone()));
+    let mut a = PtyDevice::relaying_to(Some(b_master.clone()), WALL);
     let options = GnssOptions::default(); // GP, 1 Hz, 9600
     let gnss = SerialGnss::open(&a.path, 9600, clock, options, dir.path()).unwrap();
     a.release_slave();
@@ -1410,7 +1285,7 @@ fn gpsd_reads_the_route_within_a_metre() {
         tpvs.len() >= 10,
         "{} TPVs with a fix from gpsd (relay dropped {} bytes); reports:\n{text}\ngpsd:\n{}",
         tpvs.len(),
-        a.relay_dropped.load(Ordering::Relaxed),
+        a.relay_dropped(),
         gpsd_log()
     );
     // The route started at a device millisecond in [t0, t1].

@@ -4,7 +4,8 @@
 //! The device clock runs 50 times faster than the wall clock; every wait is bounded
 //! (device-time waits of `WAIT` device seconds, about 12 wall seconds).
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+mod support;
+
 use redrig::clock::Clock;
 use redrig::drivers::console::{iso8601_utc, SerialConsole, MAX_LINE};
 use redrig::drivers::gnss::{GnssOptions, SerialGnss};
@@ -16,9 +17,9 @@ use redrig::error::RigError;
 use redrig::wire::nmea;
 use regex::Regex;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use support::PtyDevice;
+
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SCALE: f64 = 50.0;
@@ -33,137 +34,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// The device side of a pseudo-terminal.
-struct Device {
-    path: String,
-    master: Option<Arc<OwnedFd>>,
-    slave: Option<OwnedFd>,
-    rx: Arc<(Mutex<Vec<u8>>, Condvar)>,
-    cursor: usize,
-    stop: Arc<AtomicBool>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Device {
-    fn new() -> Device {
-        let pty = nix::pty::openpty(None, None).expect("openpty");
-        let path = nix::unistd::ttyname(pty.slave.as_fd())
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let master = Arc::new(pty.master);
-        let rx = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (m, r, s) = (master.clone(), rx.clone(), stop.clone());
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            while !s.load(Ordering::SeqCst) {
-                let mut fds = [PollFd::new(m.as_fd(), PollFlags::POLLIN)];
-                if poll(&mut fds, PollTimeout::from(50u8)).unwrap_or(0) == 0 {
-                    continue;
-                }
-                let revents = fds[0].revents().unwrap_or(PollFlags::empty());
-                if !revents.contains(PollFlags::POLLIN) {
-                    // No slave open at the moment: back off instead of spinning.
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-                match nix::unistd::read(m.as_fd(), &mut buf) {
-                    Ok(n) if n > 0 => {
-                        r.0.lock().unwrap().extend_from_slice(&buf[..n]);
-                        r.1.notify_all();
-                    }
-                    _ => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Device {
-            path,
-            master: Some(master),
-            slave: Some(pty.slave),
-            rx,
-            cursor: 0,
-            stop,
-            reader: Some(reader),
-        }
-    }
-
-    /// The driver has opened the slave: the device keeps only the master, as the
-    /// virtual lab's watch does.
-    fn release_slave(&mut self) {
-        self.slave = None;
-    }
-
-    fn write(&self, bytes: &[u8]) {
-        let m = self.master.as_ref().expect("master open");
-        let mut done = 0;
-        while done < bytes.len() {
-            done += nix::unistd::write(m.as_fd(), &bytes[done..]).expect("write to master");
-        }
-    }
-
-    /// Wait until `needle` arrives after the cursor; return everything up to and
-    /// including it and move the cursor past it.
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WALL;
-        let (lock, cv) = &*self.rx;
-        let mut buf = lock.lock().unwrap();
-        loop {
-            if let Some(i) = find(&buf[self.cursor..], needle.as_bytes()) {
-                let end = self.cursor + i + needle.len();
-                let got = String::from_utf8_lossy(&buf[self.cursor..end]).into_owned();
-                self.cursor = end;
-                return got;
-            }
-            let now = Instant::now();
-            assert!(
-                now < deadline,
-                "device never received {needle:?}; after cursor: {:?}",
-                String::from_utf8_lossy(&buf[self.cursor..])
-            );
-            buf = cv.wait_timeout(buf, deadline - now).unwrap().0;
-        }
-    }
-
-    /// Everything received so far.
-    fn received(&self) -> Vec<u8> {
-        self.rx.0.lock().unwrap().clone()
-    }
-
-    /// Wait until at least `n` bytes have been received in total.
-    fn wait_len(&self, n: usize) -> Vec<u8> {
-        let deadline = Instant::now() + WALL;
-        let (lock, cv) = &*self.rx;
-        let mut buf = lock.lock().unwrap();
-        while buf.len() < n {
-            let now = Instant::now();
-            assert!(now < deadline, "only {} of {n} bytes received", buf.len());
-            buf = cv.wait_timeout(buf, deadline - now).unwrap().0;
-        }
-        buf.clone()
-    }
-
-    /// The device disappears: the master side is closed.
-    fn close_master(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.reader.take() {
-            h.join().unwrap();
-        }
-        let m = self.master.take().unwrap();
-        drop(Arc::try_unwrap(m).expect("sole owner of the master"));
-    }
-}
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Wait (bounded) until `cond` holds; for files written by driver threads.
@@ -183,7 +53,7 @@ fn console_splits_lines_stamps_them_and_writes_evidence() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start(SCALE);
-    let mut dev = Device::new();
+    let mut dev = PtyDevice::new(WALL);
     let console = SerialConsole::open("main", &dev.path, 115_200, clock, dir.path()).unwrap();
     dev.release_slave();
 
@@ -249,7 +119,7 @@ fn console_cuts_a_100k_line_and_keeps_every_byte_of_garbage() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start(SCALE);
-    let mut dev = Device::new();
+    let mut dev = PtyDevice::new(WALL);
     let console = SerialConsole::open("dbg", &dev.path, 115_200, clock, dir.path()).unwrap();
     dev.release_slave();
 
@@ -299,7 +169,7 @@ fn console_port_gone_is_an_instrument_error_and_the_last_words_are_kept() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start(SCALE);
-    let mut dev = Device::new();
+    let mut dev = PtyDevice::new(WALL);
     let console = SerialConsole::open("gone", &dev.path, 115_200, clock, dir.path()).unwrap();
     dev.release_slave();
 
@@ -345,7 +215,7 @@ fn gnss_feeds_fix_and_no_fix_at_the_configured_rate_in_device_time() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start(SCALE);
-    let mut dev = Device::new();
+    let mut dev = PtyDevice::new(WALL);
     let gnss =
         SerialGnss::open(&dev.path, 9600, clock, GnssOptions::default(), dir.path()).unwrap();
     dev.release_slave();
@@ -527,13 +397,13 @@ fn modem_plays_the_network_for_a_scripted_watch() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start(SCALE);
     let ns = Arc::new(FakeNs::default());
-    let mut dev = Device::new();
+    let mut dev = PtyDevice::new(WALL);
     let modem = VirtualModem::open(&dev.path, 115_200, clock, ns.clone(), dir.path()).unwrap();
     dev.release_slave();
     let log = modem.log();
     assert_eq!(*ns.coverage.lock().unwrap(), [true]);
     let mut sent: Vec<u8> = Vec::new();
-    let mut say = |dev: &Device, bytes: &[u8]| {
+    let mut say = |dev: &PtyDevice, bytes: &[u8]| {
         sent.extend_from_slice(bytes);
         dev.write(bytes);
     };
@@ -722,7 +592,7 @@ fn ring_interval_is_three_device_seconds() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start(SCALE);
-    let mut dev = Device::new();
+    let mut dev = PtyDevice::new(WALL);
     let modem = VirtualModem::open(
         &dev.path,
         115_200,
@@ -760,7 +630,7 @@ fn modem_line_gone_is_an_instrument_error() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start(SCALE);
-    let mut dev = Device::new();
+    let mut dev = PtyDevice::new(WALL);
     let modem = VirtualModem::open(
         &dev.path,
         115_200,
