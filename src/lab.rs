@@ -71,6 +71,9 @@ pub struct LabSpec {
     pub evidence_dir: PathBuf,
     /// How long each simulator may take to write `wires.json` (wall time).
     pub start_timeout: Duration,
+    /// Start the watch simulator inside this network namespace (the cloud stays in
+    /// the rig's).
+    pub netns: Option<std::sync::Arc<crate::netns::NetNs>>,
 }
 
 impl LabSpec {
@@ -92,6 +95,7 @@ impl LabSpec {
             clock,
             evidence_dir: evidence_dir.to_path_buf(),
             start_timeout: DEFAULT_START_TIMEOUT,
+            netns: None,
         }
     }
 }
@@ -315,6 +319,7 @@ fn spawn_one(
     argv: &[String],
     extra: &[String],
     stderr: &Path,
+    netns: Option<&crate::netns::NetNs>,
 ) -> std::io::Result<Child> {
     let out = std::fs::OpenOptions::new()
         .create(true)
@@ -328,8 +333,12 @@ fn spawn_one(
         .stdout(out2)
         .stderr(out);
     cmd.process_group(0);
+    if let Some(ns) = netns {
+        ns.enter_on_spawn(&mut cmd);
+    }
     let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+    // SAFETY: only async-signal-safe calls (prctl, getppid; setns in the namespace
+    // hook registered above) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(
@@ -503,11 +512,16 @@ impl Lab {
             .iter()
             .map(|(k, a, e, _, s)| (*k, a.clone(), e.clone(), s.clone()))
             .collect();
+        let netns = spec.netns.clone();
         let keeper = std::thread::Builder::new()
             .name("redrig-lab-keeper".into())
             .spawn(move || {
                 for (kind, argv, extra, stderr) in spawn_jobs {
-                    let r = spawn_one(kind, &argv, &extra, &stderr);
+                    let ns = match kind {
+                        LabProcessKind::Watch => netns.as_deref(),
+                        _ => None,
+                    };
+                    let r = spawn_one(kind, &argv, &extra, &stderr, ns);
                     let failed = r.is_err();
                     if res_tx.send(r).is_err() || failed {
                         break;

@@ -19,6 +19,7 @@ pub mod gnsscmd;
 pub mod lab;
 pub mod labshell;
 pub mod lock;
+pub mod netns;
 pub mod rig;
 pub mod runner;
 pub mod steps;

@@ -8,7 +8,8 @@
 //!
 //! Backends that exist in the configuration schema but have no driver yet are
 //! refused at assemble time with `RigError::Config("… is not implemented yet")`:
-//! `probe-rs` (flasher and debug port) and `callbox` (cellular).
+//! `probe-rs` (flasher and debug port). The `callbox` cellular backend runs the
+//! lab's adapter commands ([`crate::drivers::callbox`]).
 //!
 //! [`Rig::shutdown`] powers the device off, closes the gateway (recording every
 //! open flow's end), closes the instruments and stops the lab. Dropping a rig does
@@ -21,6 +22,7 @@ use crate::config::{
     IndicatorsConfig, LoadedRig, PortRef, PowerConfig,
 };
 use crate::drivers::backend_http::HttpBackend;
+use crate::drivers::callbox::{CallboxCellular, CallboxSpec};
 use crate::drivers::console::SerialConsole;
 use crate::drivers::debug_virtual::VirtualDebugPort;
 use crate::drivers::flash_drive::DriveFlasher;
@@ -86,10 +88,48 @@ fn check_implemented(loaded: &LoadedRig) -> RigResult<()> {
     if let DebugPortConfig::ProbeRs { .. } = ins.debug_port {
         return Err(not_implemented("instruments.debug_port backend `probe-rs`"));
     }
-    if let CellularConfig::Callbox { .. } = ins.cellular {
-        return Err(not_implemented("instruments.cellular backend `callbox`"));
-    }
     Ok(())
+}
+
+/// The network namespace the watch simulator runs in, per `lab.isolate_network`
+/// (virtual rigs only). The decision is written to `isolation.txt` in the evidence.
+fn isolation(
+    setting: Option<crate::config::Isolation>,
+    evidence_dir: &Path,
+) -> RigResult<Option<Arc<crate::netns::NetNs>>> {
+    use crate::config::Isolation;
+    let Some(setting) = setting else {
+        return Ok(None);
+    };
+    let (ns, text) = match setting {
+        Isolation::Never => (
+            None,
+            "not isolated: lab.isolate_network is `never`".to_string(),
+        ),
+        Isolation::Auto | Isolation::Always => {
+            match crate::netns::NetNs::available().and_then(|()| {
+                crate::netns::NetNs::create().map_err(|e| format!("cannot create one: {e}"))
+            }) {
+                Ok(ns) => {
+                    let text = format!(
+                        "isolated: the watch runs in network namespace net:[{}], where only the cell gateway listens",
+                        ns.inode()
+                    );
+                    (Some(Arc::new(ns)), text)
+                }
+                Err(e) if setting == Isolation::Always => return Err(RigError::Lab(format!(
+                    "lab.isolate_network is `always` but no network namespace for the watch: {e}"
+                ))),
+                Err(e) => (
+                    None,
+                    format!("not isolated (the gateway still works by address): {e}"),
+                ),
+            }
+        }
+    };
+    std::fs::write(evidence_dir.join("isolation.txt"), format!("{text}\n"))
+        .map_err(|e| RigError::Other(format!("isolation.txt: {e}")))?;
+    Ok(ns)
 }
 
 /// Run blocking work (opening serial ports, starting processes) off the async
@@ -124,9 +164,12 @@ impl Rig {
         let cfg = &loaded.rig;
         let ev = evidence_dir.to_path_buf();
 
-        // 1. The lab.
+        // 1. The lab, the watch isolated in a network namespace of its own if asked
+        //    and possible.
+        let netns = isolation(cfg.lab.as_ref().map(|l| l.isolate_network), evidence_dir)?;
         let lab = if cfg.is_virtual() {
             let mut spec = LabSpec::builtin(redrig_exe, &loaded.device_path, clock, evidence_dir);
+            spec.netns = netns.clone();
             if let Some(lab_cfg) = &cfg.lab {
                 if let Some(c) = &lab_cfg.watch_command {
                     spec.watch_cmd = c.clone();
@@ -149,12 +192,10 @@ impl Rig {
         };
 
         // 2. The cell gateway (the modem's name service).
-        let gateway = Gateway::start(GatewaySpec::from_config(
-            loaded,
-            lab.as_ref(),
-            clock,
-            evidence_dir,
-        )?)
+        let gateway = Gateway::start_in(
+            GatewaySpec::from_config(loaded, lab.as_ref(), clock, evidence_dir)?,
+            netns,
+        )
         .await?;
 
         // 3. GPIO: power, buttons, indicators.
@@ -258,15 +299,22 @@ impl Rig {
             }
         };
 
-        let modem = match &ins.cellular {
+        let (cellular, modem): (Arc<dyn Cellular>, _) = match &ins.cellular {
             CellularConfig::VirtualModem { port, baud } => {
                 let (path, baud) = (resolve(port)?, *baud);
                 let ns: Arc<dyn NameService> = gateway.clone();
                 let e = ev.clone();
-                blocking(move || VirtualModem::open(&path, baud, clock, ns, &e)).await?
+                let m = blocking(move || VirtualModem::open(&path, baud, clock, ns, &e)).await?;
+                (m.clone(), Some(m))
             }
             CellularConfig::Callbox { .. } => {
-                return Err(not_implemented("instruments.cellular backend `callbox`"))
+                let spec = CallboxSpec::from_config(&ins.cellular).ok_or_else(|| {
+                    RigError::Config("instruments.cellular: not a callbox".into())
+                })?;
+                let ns: Arc<dyn NameService> = gateway.clone();
+                let e = ev.clone();
+                let c = blocking(move || CallboxCellular::open(spec, clock, Some(ns), &e)).await?;
+                (c, None)
             }
         };
 
@@ -296,7 +344,7 @@ impl Rig {
             indicators,
             console: console.clone(),
             gnss,
-            cellular: modem.clone(),
+            cellular,
             flasher,
             debug,
             backend,
@@ -307,7 +355,7 @@ impl Rig {
                 pi_gpio,
                 console: Some(console),
                 gnss: gnss_part,
-                modem: Some(modem),
+                modem,
             },
         })
     }

@@ -163,13 +163,17 @@ impl Strategy {
         }
         if self.state < DeviceState::Booted {
             // The world the watch wakes up in: home position with a fix (true time, no
-            // outage, spoofing or replay left from before), home network.
+            // outage, spoofing or replay left from before), home network, a clean
+            // data path.
             rig.gnss
                 .apply(crate::gnss::scene::GnssChange::Reset)
                 .await?;
             rig.gnss.set_position(Some(HOME)).await?;
             rig.cellular.set_call_answer(CallAnswer::Answer);
             rig.cellular.set_registration(Registration::Home).await?;
+            // A clean data path: no attacker, no impairment.
+            rig.gateway.clear_host_modes();
+            rig.gateway.clear_impairments();
             // Anything still set up on the network side belongs to the previous boot.
             rig.cellular.hang_up().await?;
             let pattern = regex::Regex::new(&device.console.boot_pattern)

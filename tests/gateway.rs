@@ -58,7 +58,8 @@ fn id_of(ev: &FlowEvent) -> u64 {
         FlowEvent::Opened { id, .. }
         | FlowEvent::Closed { id, .. }
         | FlowEvent::Detected { id, .. }
-        | FlowEvent::Frame { id, .. } => *id,
+        | FlowEvent::Frame { id, .. }
+        | FlowEvent::Intercepted { id, .. } => *id,
     }
 }
 

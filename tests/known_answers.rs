@@ -153,6 +153,7 @@ profiles! {
     sms_default_password => "sms-default-password",
     sms_monitor_hidden => "sms-monitor-hidden",
     sos_works_once => "sos-works-once",
+    tls_not_validated => "tls-not-validated",
     token_not_validated => "token-not-validated",
     unauthenticated_api => "unauthenticated-api",
     unsigned_update_accepted => "unsigned-update-accepted",

@@ -83,6 +83,7 @@ impl Fixture {
             clock: Clock::start(20.0),
             evidence_dir: self.evidence(),
             start_timeout: Duration::from_secs(20),
+            netns: None,
         }
     }
 

@@ -161,7 +161,7 @@ async fn backends_without_a_driver_are_refused_before_anything_starts() {
     )
     .await
     .err()
-    .expect("probe-rs and callbox have no driver yet");
+    .expect("probe-rs has no driver yet");
     let RigError::Config(msg) = err else {
         panic!("{err:?}")
     };

@@ -262,3 +262,48 @@ async fn a_signed_image_installs_and_a_tampered_one_does_not_per_profile() {
         "the defective watch runs it"
     );
 }
+
+/// With the privilege to do it, the watch runs in a network namespace of its own: its
+/// process is in another namespace than the rig, and it still reaches its backend
+/// through the gateway (listening inside that namespace). Without it, the evidence
+/// says the watch was not isolated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_is_isolated_in_its_own_network_namespace_when_possible() {
+    let (_loaded, rig, _s, dir) = connected("reference").await;
+    let said = std::fs::read_to_string(dir.path().join("isolation.txt")).unwrap();
+    let ns_of = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let pids = rig.lab().unwrap().pids();
+    let inside: Vec<_> = pids
+        .iter()
+        .filter(|p| ns_of(&p.to_string()) != ns_of("self"))
+        .collect();
+    if redrig::netns::NetNs::available().is_ok() {
+        assert!(said.starts_with("isolated"), "{said}");
+        // The watch (one of the two simulators), not the cloud.
+        assert_eq!(inside.len(), 1, "{said}");
+        assert!(said.contains(&format!(
+            "{}",
+            ns_of(&inside[0].to_string()).to_string_lossy()
+        )));
+        assert!(rig
+            .gateway
+            .notes()
+            .iter()
+            .any(|n| n.contains("inside the watch's network namespace")));
+    } else {
+        assert!(said.starts_with("not isolated"), "{said}");
+        assert!(inside.is_empty());
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: network isolation of the watch (needs root or CAP_SYS_ADMIN)"
+        );
+    }
+    // Either way the watch reached its backend through the gateway.
+    assert!(rig
+        .gateway
+        .summaries()
+        .iter()
+        .any(|s| s.frames > 0 || s.tls.is_some()));
+    rig.shutdown().await.unwrap();
+}

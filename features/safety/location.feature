@@ -45,3 +45,8 @@ Feature: Location — the position parents see is where the child is
   Scenario: A real receiver's recorded output is understood
     When the GNSS receiver replays the recording "bu353s4.log"
     Then the backend shows the watch within 30 metres of that position within 40 seconds
+
+  @req:SAFETY:BKF-1 @assess:functional-sufficiency
+  Scenario: Positions taken without coverage reach the parents when it returns
+    When the watch loses cellular coverage for 5 minutes
+    Then the positions taken while out of coverage reach the backend within 120 seconds

@@ -26,3 +26,11 @@ Feature: SOS — the alarm a child raises must reach the parents, every time
   Scenario: SOS works on every press, not only the first
     When the wearer holds the SOS button for 3 seconds, 3 times, 60 seconds apart
     Then the backend receives 3 SOS alarms within 30 seconds
+
+  @req:SAFETY:SOS-1 @assess:functional-sufficiency
+  Scenario: An SOS alarm gets through a slow, lossy network
+    Given the network adds 800 ms of latency in each direction
+    And the network loses 10 % of packets in each direction
+    And the network carries at most 16 kbit/s in each direction
+    When the wearer holds the SOS button for 3 seconds
+    Then the backend receives an SOS alarm with the watch's position within 20 seconds

@@ -42,7 +42,8 @@
 //!   gnss:       { backend: serial, port: "lab:gnss", baud: 9600, rate_hz: 1 }   # rate_hz 1|5|10, talker GP|GN,
 //!               # routes: DIR, recordings: DIR (relative to this file); the baud must carry the rate
 //!               # | { backend: sdr, command: [argv with {motion} {duration} {start_time}], geoid_sep: M }
-//!   cellular:   { backend: virtual-modem, port: "lab:modem", baud: 115200 }    # | { backend: callbox, hooks: { ACTION: [argv…] } }
+//!   cellular:   { backend: virtual-modem, port: "lab:modem", baud: 115200 }    # | { backend: callbox, events: [argv…],
+//!               # hooks: { registration|send_sms|call_watch|hang_up|call_answer: [argv with {placeholders}] }, timeout_s: 10 }
 //!   flasher:    { backend: drive, path: "lab:flash_drive" }                   # | { backend: probe-rs, probe: "VID:PID[:SERIAL]", chip: … }
 //!   debug_port: { backend: virtual, path: "lab:debug" }                        # | { backend: probe-rs, … }
 //! network:

@@ -113,6 +113,24 @@ pub struct LabConfig {
     /// argv of an external cloud simulator; `null` = the built-in one.
     #[serde(default)]
     pub cloud_command: Option<Vec<String>>,
+    /// Whether the watch simulator runs in a network namespace of its own, where it
+    /// can reach nothing but the cell gateway (needs root or CAP_SYS_ADMIN).
+    #[serde(default)]
+    pub isolate_network: Isolation,
+}
+
+/// `lab.isolate_network`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Isolate when this process may create network namespaces; otherwise the
+    /// gateway works by address and the run log says the watch is not isolated.
+    #[default]
+    Auto,
+    /// Isolate or refuse to start.
+    Always,
+    /// Never isolate.
+    Never,
 }
 
 /// A wire of the virtual lab, written `lab:NAME` where a port, path or address is
@@ -338,11 +356,19 @@ pub enum CellularConfig {
         /// A standard baud rate.
         baud: u32,
     },
-    /// `{ backend: callbox, hooks: { send_sms: [argv…], … } }` — a network simulator
-    /// driven by external commands, one argv list (non-empty) per action.
+    /// `{ backend: callbox, events: [argv…], hooks: { send_sms: [argv…], … },
+    /// timeout_s: 10 }` — a callbox or SDR cell driven by an adapter's commands
+    /// (`docs/cellular.md`, [`crate::drivers::callbox`]).
     Callbox {
-        /// Action name → argv.
+        /// Action name (`registration`, `send_sms`, `call_watch`, `hang_up`,
+        /// `call_answer`) → argv, run without a shell; `{placeholders}` per action.
+        /// Actions without a hook fail when a step needs them (`check` warns).
         hooks: BTreeMap<String, Vec<String>>,
+        /// argv of the command that prints the network's events, one JSON object per
+        /// line (required: without it the rig cannot see what the watch does).
+        events: Vec<String>,
+        /// Wall seconds one hook may take (default 10, at most 600).
+        timeout_s: f64,
     },
 }
 
@@ -486,6 +512,8 @@ struct RawInstrument {
     command: Option<Vec<String>>,
     geoid_sep: Option<f64>,
     hooks: Option<BTreeMap<String, Vec<String>>>,
+    events: Option<Vec<String>>,
+    timeout_s: Option<f64>,
     path: Option<String>,
     probe: Option<String>,
     chip: Option<String>,
@@ -1149,6 +1177,10 @@ fn gnss(raw: &RawInstrument, d: &mut Diag, ctx: Ctx, rig_dir: &Path) -> GnssConf
 }
 
 fn cellular(raw: &RawInstrument, d: &mut Diag, ctx: Ctx) -> CellularConfig {
+    use crate::drivers::callbox::{
+        action_names, argv_problems, CallboxAction, DEFAULT_TIMEOUT_S, EVENTS_PLACEHOLDERS,
+        MAX_TIMEOUT_S,
+    };
     let name = "cellular";
     match backend_of(
         raw,
@@ -1156,20 +1188,84 @@ fn cellular(raw: &RawInstrument, d: &mut Diag, ctx: Ctx) -> CellularConfig {
         d,
         &[
             ("virtual-modem", &["port", "baud"]),
-            ("callbox", &["hooks"]),
+            ("callbox", &["events", "hooks", "timeout_s"]),
         ],
     ) {
         Some("callbox") => {
-            let hooks = require(&raw.hooks, name, "hooks", "callbox", d).unwrap_or_default();
+            let hooks = raw.hooks.clone().unwrap_or_default();
+            // An argv's problems are reported at the argument (or the list) they are in.
+            let report = |d: &mut Diag, path: &[&str], problems: Vec<(Option<usize>, String)>| {
+                for (i, msg) in problems {
+                    let i = i.map(|i| i.to_string());
+                    let mut at = path.to_vec();
+                    if let Some(i) = &i {
+                        at.push(i);
+                    }
+                    d.err(&at, msg);
+                }
+            };
             for (action, argv) in &hooks {
-                if argv.is_empty() || argv[0].trim().is_empty() {
-                    d.err(
-                        &["instruments", name, "hooks", action.as_str()],
-                        format!("hook `{action}` is empty: expected an argv list like [/usr/local/bin/callbox, send-sms]"),
-                    );
+                let path = ["instruments", name, "hooks", action.as_str()];
+                match CallboxAction::from_name(action) {
+                    None => d.err_key(
+                        &path,
+                        format!(
+                            "instruments.cellular.hooks: unknown action `{action}`: expected one of {}",
+                            action_names()
+                        ),
+                    ),
+                    Some(a) => report(
+                        d,
+                        &path,
+                        argv_problems(&format!("hook `{action}`"), argv, a.placeholders()),
+                    ),
                 }
             }
-            CellularConfig::Callbox { hooks }
+            let missing: Vec<&str> = CallboxAction::ALL
+                .iter()
+                .map(|a| a.name())
+                .filter(|n| !hooks.contains_key(*n))
+                .collect();
+            if !missing.is_empty() {
+                d.warn(
+                    &["instruments", name, "hooks"],
+                    format!(
+                        "instruments.cellular: no hook for {}: scenarios that need these actions will be inconclusive",
+                        missing.join(", ")
+                    ),
+                );
+            }
+            let events = match &raw.events {
+                Some(argv) => {
+                    report(
+                        d,
+                        &["instruments", name, "events"],
+                        argv_problems("the events command", argv, EVENTS_PLACEHOLDERS),
+                    );
+                    argv.clone()
+                }
+                None => {
+                    d.err_key(
+                        &["instruments", name],
+                        "instruments.cellular: missing field `events` (required by backend `callbox`): expected the argv of a command printing the network's events as JSON lines, so the rig sees what the watch does (docs/cellular.md)",
+                    );
+                    Vec::new()
+                }
+            };
+            let timeout_s = raw.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
+            if !(timeout_s.is_finite() && timeout_s > 0.0 && timeout_s <= MAX_TIMEOUT_S) {
+                d.err(
+                    &["instruments", name, "timeout_s"],
+                    format!(
+                        "timeout_s {timeout_s}: expected wall seconds > 0 and <= {MAX_TIMEOUT_S}"
+                    ),
+                );
+            }
+            CellularConfig::Callbox {
+                hooks,
+                events,
+                timeout_s,
+            }
         }
         Some(_) => CellularConfig::VirtualModem {
             port: serial_port(raw, name, "virtual-modem", LabWire::Modem, d, ctx),
@@ -1177,6 +1273,8 @@ fn cellular(raw: &RawInstrument, d: &mut Diag, ctx: Ctx) -> CellularConfig {
         },
         None => CellularConfig::Callbox {
             hooks: BTreeMap::new(),
+            events: Vec::new(),
+            timeout_s: DEFAULT_TIMEOUT_S,
         },
     }
 }

@@ -145,9 +145,10 @@ pub fn load_ca(path: &Path) -> RigResult<rustls::RootCertStore> {
 }
 
 /// Accepts any server certificate (signatures in the handshake are still checked):
-/// only for the device-endpoint probe, which plays an attacker.
+/// only where the rig plays an attacker (the device-endpoint probe, the gateway's
+/// man in the middle).
 #[derive(Debug)]
-struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+pub(crate) struct AnyServer(pub(crate) Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for AnyServer {
     fn verify_server_cert(

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod backend_http;
+pub mod callbox;
 pub mod console;
 pub mod debug_virtual;
 pub mod eventlog;

@@ -297,6 +297,9 @@ async fn replay(world: &mut RigWorld, name: String) -> StepResult {
 #[given(expr = "the parent sets the watch to report its position every {int} seconds")]
 async fn report_every(world: &mut RigWorld, secs: u32) -> StepResult {
     send_command(world, "the parent", "UPLOAD", &[secs.to_string()]).await?;
+    world
+        .scratch
+        .insert("report_interval_s".into(), secs.to_string());
     let r = world.last_response.clone();
     if let Some(r) = r.filter(|r| !(200..300).contains(&r.status)) {
         return device_fail(format!(

@@ -5,6 +5,7 @@
 //! the modem line, whether it notified its wearer from the GPIO outputs, what the
 //! backend received from its API and the gateway's capture.
 
+pub mod cell;
 mod common;
 pub mod device;
 pub mod firmware;

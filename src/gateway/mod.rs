@@ -36,6 +36,16 @@
 //! a rogue server and TLS man-in-the-middle modes (a [`Route`] variant next to
 //! `Relay` and `Sinkhole`, chosen per host in `route_for`).
 
+pub mod dns;
+pub mod impair;
+pub mod intercept;
+pub mod pcap;
+pub mod pii;
+pub mod tlsinfo;
+pub mod udp;
+pub use intercept::{ForgedCert, Handshake, HostMode, Interception};
+pub use tlsinfo::{sniff_client_hello, tls_version_name, ClientHello, Sniff};
+
 use crate::clock::{Clock, DeviceMs};
 use crate::config::{LoadedRig, PortRef};
 use crate::drivers::{EventLog, NameService};
@@ -52,6 +62,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tlsinfo::SNIFF_LIMIT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
@@ -72,8 +83,10 @@ const LOG_CAPACITY: usize = 20_000;
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read size.
 const CHUNK: usize = 16 * 1024;
-/// Bytes of the first client data kept to find a ClientHello.
-const SNIFF_LIMIT: usize = 64 * 1024;
+/// Bytes one direction of a flow may hold in its delay line (impairments).
+const MAX_IN_FLIGHT: usize = 4 * 1024 * 1024;
+/// The capture file in the evidence directory.
+pub const PCAP_FILE: &str = "gateway.pcap";
 /// Longest text of a frame in a [`FlowEvent::Frame`].
 const FRAME_TEXT_MAX: usize = 4096;
 
@@ -119,6 +132,9 @@ pub enum FlowEvent {
     /// A watch-protocol frame in a clear-text flow, as text (non-printable bytes as
     /// `\xHH`, binary payloads summarised).
     Frame { id: u64, dir: Dir, frame: String },
+    /// An intercepted flow (rogue server or man in the middle) ended: how the watch
+    /// treated the forged certificate and what the attacker could read.
+    Intercepted { id: u64, outcome: Interception },
 }
 
 /// What a TLS client offered in its ClientHello.
@@ -156,10 +172,20 @@ pub enum FlowProtocol {
     Tls(TlsHello),
 }
 
+/// Transport of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    /// A UDP association (datagrams from one watch address and port).
+    Udp,
+}
+
 /// Everything known about one flow.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlowSummary {
     pub id: u64,
+    pub transport: Transport,
     pub host: String,
     pub port: u16,
     pub upstream: Option<String>,
@@ -177,6 +203,8 @@ pub struct FlowSummary {
     pub end: Option<String>,
     /// A direction reached [`MAX_FLOW_BYTES`] and was no longer read.
     pub capped: bool,
+    /// The flow met the rig's rogue server or man in the middle.
+    pub intercept: Option<Interception>,
 }
 
 impl FlowSummary {
@@ -192,199 +220,6 @@ impl FlowSummary {
     pub fn is_cleartext(&self) -> bool {
         self.protocol == FlowProtocol::ClearText
     }
-}
-
-// ---------------------------------------------------------------------------------
-// TLS ClientHello sniffing
-// ---------------------------------------------------------------------------------
-
-/// What a ClientHello offers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientHello {
-    /// The `legacy_version` field.
-    pub legacy_version: u16,
-    /// Versions offered: `supported_versions` without GREASE, else `[legacy_version]`.
-    pub versions: Vec<u16>,
-    pub sni: Option<String>,
-    pub alpn: Vec<String>,
-}
-
-/// Result of looking at the first bytes a client sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sniff {
-    /// Not enough bytes to tell.
-    NeedMore,
-    /// Not a TLS handshake record.
-    NotTls,
-    /// A TLS handshake; the hello, or why it could not be parsed.
-    Tls(Result<ClientHello, String>),
-}
-
-/// Name of a TLS protocol version.
-pub fn tls_version_name(v: u16) -> String {
-    match v {
-        0x0300 => "SSL 3.0".into(),
-        0x0301 => "TLS 1.0".into(),
-        0x0302 => "TLS 1.1".into(),
-        0x0303 => "TLS 1.2".into(),
-        0x0304 => "TLS 1.3".into(),
-        _ => format!("0x{v:04x}"),
-    }
-}
-
-fn is_grease(v: u16) -> bool {
-    v & 0x0f0f == 0x0a0a && (v >> 8) == (v & 0xff)
-}
-
-struct Cursor<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(b: &'a [u8]) -> Self {
-        Cursor { b, pos: 0 }
-    }
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.pos.checked_add(n)?;
-        let s = self.b.get(self.pos..end)?;
-        self.pos = end;
-        Some(s)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|s| s[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|s| u16::from_be_bytes([s[0], s[1]]))
-    }
-    fn vec8(&mut self) -> Option<&'a [u8]> {
-        let n = self.u8()? as usize;
-        self.take(n)
-    }
-    fn vec16(&mut self) -> Option<&'a [u8]> {
-        let n = self.u16()? as usize;
-        self.take(n)
-    }
-    fn done(&self) -> bool {
-        self.pos >= self.b.len()
-    }
-}
-
-/// Look at the first bytes a client sent for a TLS ClientHello (possibly spread
-/// over several records). Never panics, whatever the bytes.
-pub fn sniff_client_hello(data: &[u8]) -> Sniff {
-    if data.is_empty() {
-        return Sniff::NeedMore;
-    }
-    if data[0] != 0x16 {
-        return Sniff::NotTls;
-    }
-    if data.len() < 2 {
-        return Sniff::NeedMore;
-    }
-    if data[1] != 0x03 {
-        return Sniff::NotTls;
-    }
-    // Reassemble the handshake message from records.
-    let mut hs: Vec<u8> = Vec::new();
-    let mut pos = 0;
-    loop {
-        if hs.len() >= 4 {
-            if hs[0] != 0x01 {
-                return Sniff::Tls(Err(format!(
-                    "first handshake message is type {}, not a ClientHello",
-                    hs[0]
-                )));
-            }
-            let len = u32::from_be_bytes([0, hs[1], hs[2], hs[3]]) as usize;
-            if len > SNIFF_LIMIT {
-                return Sniff::Tls(Err(format!("ClientHello of {len} bytes")));
-            }
-            if hs.len() >= 4 + len {
-                return Sniff::Tls(parse_hello_body(&hs[4..4 + len]));
-            }
-        }
-        let Some(hdr) = data.get(pos..pos + 5) else {
-            return Sniff::NeedMore;
-        };
-        if hdr[0] != 0x16 {
-            return Sniff::Tls(Err(format!(
-                "record type {} before the ClientHello was complete",
-                hdr[0]
-            )));
-        }
-        let rlen = u16::from_be_bytes([hdr[3], hdr[4]]) as usize;
-        if rlen == 0 || rlen > 16384 + 2048 {
-            return Sniff::Tls(Err(format!("handshake record of {rlen} bytes")));
-        }
-        let Some(frag) = data.get(pos + 5..pos + 5 + rlen) else {
-            return Sniff::NeedMore;
-        };
-        hs.extend_from_slice(frag);
-        pos += 5 + rlen;
-    }
-}
-
-fn parse_hello_body(body: &[u8]) -> Result<ClientHello, String> {
-    let short = || "ClientHello is truncated".to_string();
-    let mut c = Cursor::new(body);
-    let legacy_version = c.u16().ok_or_else(short)?;
-    c.take(32).ok_or_else(short)?; // random
-    c.vec8().ok_or_else(short)?; // session id
-    c.vec16().ok_or_else(short)?; // cipher suites
-    c.vec8().ok_or_else(short)?; // compression methods
-    let mut hello = ClientHello {
-        legacy_version,
-        versions: vec![],
-        sni: None,
-        alpn: vec![],
-    };
-    if !c.done() {
-        let exts = c.vec16().ok_or_else(short)?;
-        let mut e = Cursor::new(exts);
-        while !e.done() {
-            let ty = e.u16().ok_or("extension header is truncated")?;
-            let data = e.vec16().ok_or("extension is truncated")?;
-            let mut d = Cursor::new(data);
-            match ty {
-                0 => {
-                    // server_name: list of (type, name)
-                    let list = d.vec16().ok_or("server_name is truncated")?;
-                    let mut l = Cursor::new(list);
-                    while !l.done() {
-                        let kind = l.u8().ok_or("server_name entry is truncated")?;
-                        let name = l.vec16().ok_or("server_name entry is truncated")?;
-                        if kind == 0 && hello.sni.is_none() {
-                            let shown: Vec<u8> = name.iter().copied().take(255).collect();
-                            hello.sni = Some(String::from_utf8_lossy(&shown).into_owned());
-                        }
-                    }
-                }
-                16 => {
-                    let list = d.vec16().ok_or("ALPN is truncated")?;
-                    let mut l = Cursor::new(list);
-                    while !l.done() && hello.alpn.len() < 16 {
-                        let p = l.vec8().ok_or("ALPN entry is truncated")?;
-                        hello.alpn.push(String::from_utf8_lossy(p).into_owned());
-                    }
-                }
-                43 => {
-                    let list = d.vec8().ok_or("supported_versions is truncated")?;
-                    let mut l = Cursor::new(list);
-                    while let Some(v) = l.u16() {
-                        if !is_grease(v) {
-                            hello.versions.push(v);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    if hello.versions.is_empty() {
-        hello.versions.push(legacy_version);
-    }
-    Ok(hello)
 }
 
 fn protocol_of(sniff: &Sniff) -> Option<FlowProtocol> {
@@ -738,6 +573,8 @@ impl GatewaySpec {
 enum Route {
     Relay(String),
     Sinkhole,
+    /// An attacker mode; the upstream the host would be relayed to, if any.
+    Intercept(HostMode, Option<String>),
 }
 
 struct HostEntry {
@@ -747,10 +584,20 @@ struct HostEntry {
     upstream: Option<String>,
     /// Ports actually listened on.
     ports: BTreeSet<u16>,
+    mode: HostMode,
 }
 
 impl HostEntry {
     fn route_for(&self, port: u16) -> Route {
+        if self.mode != HostMode::Normal {
+            let up = match &self.upstream {
+                Some(u) if self.relay_ports.is_empty() || self.relay_ports.contains(&port) => {
+                    Some(u.clone())
+                }
+                _ => None,
+            };
+            return Route::Intercept(self.mode, up);
+        }
         match &self.upstream {
             Some(u) if self.relay_ports.is_empty() || self.relay_ports.contains(&port) => {
                 Route::Relay(u.clone())
@@ -788,6 +635,16 @@ struct Shared {
     listeners: Mutex<Vec<tokio::task::AbortHandle>>,
     notes: Mutex<Vec<String>>,
     runtime: tokio::runtime::Handle,
+    /// Impairments of the watch → server and server → watch directions.
+    impair_up: impair::ImpairmentControl,
+    impair_down: impair::ImpairmentControl,
+    /// Synthetic TCP state of each open flow for the capture; held across the
+    /// append so that records reach the file in time order.
+    pcap: tokio::sync::Mutex<HashMap<u64, pcap::TcpCapture>>,
+    /// Where the watch lives when it is isolated: every listener is bound inside.
+    netns: Option<Arc<crate::netns::NetNs>>,
+    /// The attacker's certificate maker, made on first use.
+    forger: std::sync::OnceLock<Result<Arc<intercept::Forger>, String>>,
 }
 
 /// The cell gateway. See the module documentation.
@@ -841,6 +698,82 @@ fn bind_std(addr: Ipv4Addr, port: u16) -> std::io::Result<std::net::TcpListener>
 }
 
 impl Shared {
+    /// The attacker's certificate maker (its CA certificate goes to the evidence).
+    fn forger(&self) -> RigResult<Arc<intercept::Forger>> {
+        self.forger
+            .get_or_init(|| {
+                let f = intercept::Forger::new().map_err(|e| e.to_string())?;
+                let _ = self
+                    .writer
+                    .try_append("attacker-ca.pem", f.ca_pem().as_bytes().to_vec());
+                Ok(Arc::new(f))
+            })
+            .clone()
+            .map_err(RigError::Other)
+    }
+
+    /// Raw bytes of one direction of the watch's side of a flow, to its evidence file
+    /// (waits while the writer is busy: nothing is dropped).
+    async fn evidence(&self, id: u64, dir: Dir, bytes: &Bytes) -> RigResult<()> {
+        self.writer
+            .append(&format!("flow-{id}-{}.bin", dir.name()), bytes.clone())
+            .await
+    }
+
+    /// The same bytes as packets of the capture, stamped now.
+    async fn capture(&self, id: u64, dir: Dir, bytes: &Bytes) {
+        let mut caps = self.pcap.lock().await;
+        let Some(c) = caps.get_mut(&id) else { return };
+        let rec = c.data(dir == Dir::Up, bytes, std::time::SystemTime::now());
+        let _ = self.writer.append(PCAP_FILE, rec).await;
+    }
+
+    /// A new connection in the capture (its handshake, stamped now).
+    async fn capture_open(&self, id: u64, watch: SocketAddrV4, server: SocketAddrV4) {
+        let mut caps = self.pcap.lock().await;
+        let mut c = pcap::TcpCapture::new(watch, server, id);
+        let rec = c.handshake(std::time::SystemTime::now());
+        caps.insert(id, c);
+        let _ = self.writer.append(PCAP_FILE, rec).await;
+    }
+
+    /// The end of a connection in the capture: a reset from the network's side, or
+    /// FINs from both sides.
+    async fn capture_close(&self, id: u64, reset: bool) {
+        let mut caps = self.pcap.lock().await;
+        let Some(mut c) = caps.remove(&id) else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        let rec = if reset {
+            c.reset(false, now)
+        } else {
+            let mut r = c.fin(true, now);
+            r.extend(c.fin(false, now));
+            r
+        };
+        let _ = self.writer.append(PCAP_FILE, rec).await;
+    }
+
+    fn impairment(&self, dir: Dir) -> &impair::ImpairmentControl {
+        match dir {
+            Dir::Up => &self.impair_up,
+            Dir::Down => &self.impair_down,
+        }
+    }
+
+    /// A nonblocking UDP socket, inside the watch's namespace when it is isolated.
+    fn bind_udp(&self, addr: SocketAddrV4) -> std::io::Result<std::net::UdpSocket> {
+        match &self.netns {
+            Some(ns) => ns.bind_udp(addr),
+            None => {
+                let u = std::net::UdpSocket::bind(addr)?;
+                u.set_nonblocking(true)?;
+                Ok(u)
+            }
+        }
+    }
+
     fn note(&self, text: String) {
         let line = format!("t={} {text}\n", self.clock.now());
         let _ = self.writer.try_append("gateway.log", line.into_bytes());
@@ -872,13 +805,34 @@ impl Shared {
         all.extend(required);
         let mut bound = Vec::new();
         for &port in &all {
-            match bind_std(addr, port) {
+            let l = match &self.netns {
+                Some(ns) => ns.bind_tcp(SocketAddrV4::new(addr, port)),
+                None => bind_std(addr, port),
+            };
+            match l {
                 Ok(l) => bound.push((port, l)),
                 Err(e) if required.contains(&port) => return Err(e),
                 Err(e) => self.note(format!("{name} ({addr}): port {port} not listened on: {e}")),
             }
         }
         let _guard = self.runtime.enter();
+        // The same ports in UDP (relay or sinkhole); optional everywhere.
+        for (port, _) in &bound {
+            match self
+                .bind_udp(SocketAddrV4::new(addr, *port))
+                .and_then(tokio::net::UdpSocket::from_std)
+            {
+                Ok(u) => {
+                    let me = self.clone();
+                    let port = *port;
+                    let task = self
+                        .runtime
+                        .spawn(async move { me.udp_loop(u, idx, port).await });
+                    self.listeners.lock().unwrap().push(task.abort_handle());
+                }
+                Err(e) => self.note(format!("{name} ({addr}): udp port {port} not bound: {e}")),
+            }
+        }
         let mut ports = BTreeSet::new();
         for (port, l) in bound {
             match TcpListener::from_std(l) {
@@ -899,7 +853,15 @@ impl Shared {
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, idx: usize, port: u16) {
         loop {
             match listener.accept().await {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
+                    let watch_addr = match peer {
+                        std::net::SocketAddr::V4(a) => a,
+                        std::net::SocketAddr::V6(_) => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                    };
+                    let server_addr = match stream.local_addr() {
+                        Ok(std::net::SocketAddr::V4(a)) => a,
+                        _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port),
+                    };
                     let (host, route) = {
                         let hosts = self.hosts.lock().unwrap();
                         let e = &hosts.entries[idx];
@@ -908,7 +870,9 @@ impl Shared {
                     self.open_flows.fetch_add(1, Ordering::SeqCst);
                     let me = self.clone();
                     self.runtime.spawn(async move {
-                        me.clone().flow(stream, host, port, route).await;
+                        me.clone()
+                            .flow(stream, (watch_addr, server_addr), host, port, route)
+                            .await;
                         me.open_flows.fetch_sub(1, Ordering::SeqCst);
                         me.flows_done.notify_waiters();
                     });
@@ -931,6 +895,7 @@ impl Shared {
     ) -> Arc<Mutex<FlowSummary>> {
         let s = Arc::new(Mutex::new(FlowSummary {
             id,
+            transport: Transport::Tcp,
             host: host.to_string(),
             port,
             upstream,
@@ -943,6 +908,7 @@ impl Shared {
             frames: 0,
             end: None,
             capped: false,
+            intercept: None,
         }));
         let mut all = self.summaries.lock().unwrap();
         all.push_back(s.clone());
@@ -953,11 +919,20 @@ impl Shared {
         s
     }
 
-    async fn flow(self: Arc<Self>, watch_sock: TcpStream, host: String, port: u16, route: Route) {
+    async fn flow(
+        self: Arc<Self>,
+        watch_sock: TcpStream,
+        addrs: (SocketAddrV4, SocketAddrV4),
+        host: String,
+        port: u16,
+        route: Route,
+    ) {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        self.capture_open(id, addrs.0, addrs.1).await;
         let upstream = match &route {
             Route::Relay(u) => Some(u.clone()),
             Route::Sinkhole => None,
+            Route::Intercept(mode, _) => Some(format!("attacker: {}", mode.describe())),
         };
         let summary = self.new_summary(id, &host, port, upstream.clone());
         self.record(FlowEvent::Opened {
@@ -1025,8 +1000,22 @@ impl Shared {
                     )
                     .await
                 }
+                Route::Intercept(mode, up) => {
+                    self.intercept(
+                        id,
+                        &summary,
+                        watch_sock,
+                        &host,
+                        mode,
+                        up,
+                        &mut reset_rx,
+                        &mut closing_rx,
+                    )
+                    .await
+                }
             }
         };
+        self.capture_close(id, end.starts_with("reset")).await;
         let (bytes_up, bytes_down) = {
             let mut s = summary.lock().unwrap();
             s.closed_t = Some(self.clock.now());
@@ -1147,7 +1136,7 @@ impl Shared {
                 if let Some(fd) = server_fd {
                     set_zero_linger(fd);
                 }
-                "reset: coverage lost".into()
+                "reset by the network (coverage lost or flows cut)".into()
             }
             Outcome::Shutdown => "closed: rig shutting down".into(),
         }
@@ -1173,14 +1162,17 @@ impl Shared {
         }
     }
 
-    /// Copy one direction: read, record (evidence before forwarding), analyse,
-    /// forward. Without a destination the bytes are only recorded (sinkhole).
+    /// Copy one direction: read, record (evidence before forwarding), analyse, then
+    /// forward through the direction's delay line (impairments). Without a
+    /// destination the bytes are only recorded (sinkhole). Capture packets are
+    /// stamped where the watch meets the network: when read from the watch (up) and
+    /// when delivered to it (down).
     async fn pump<R, W>(
         &self,
         id: u64,
         dir: Dir,
         mut src: R,
-        mut dst: Option<W>,
+        dst: Option<W>,
         summary: &Arc<Mutex<FlowSummary>>,
         analysis: &Mutex<Analysis>,
     ) -> DirEnd
@@ -1188,58 +1180,109 @@ impl Shared {
         R: tokio::io::AsyncRead + Unpin,
         W: tokio::io::AsyncWrite + Unpin,
     {
-        let file = format!("flow-{id}-{}.bin", dir.name());
-        let mut buf = vec![0u8; CHUNK];
-        let mut total: u64 = 0;
-        loop {
-            if total >= MAX_FLOW_BYTES {
-                summary.lock().unwrap().capped = true;
-                self.note(format!(
-                    "flow {id}: {} direction reached {MAX_FLOW_BYTES} bytes; no longer read",
-                    dir.name()
-                ));
-                // Keep the flow open without reading (the sender stalls) until the
-                // other direction, a reset or shutdown ends it.
-                std::future::pending::<()>().await;
+        let has_dst = dst.is_some();
+        let (tx, rx) = match has_dst {
+            true => {
+                let seed = id.wrapping_mul(2).wrapping_add(dir as u64);
+                let (tx, rx) = impair::delay_line(
+                    self.clock,
+                    self.impairment(dir).clone(),
+                    true,
+                    MAX_IN_FLIGHT,
+                    seed,
+                );
+                (Some(tx), Some(rx))
             }
-            let room = (MAX_FLOW_BYTES - total).min(CHUNK as u64) as usize;
-            let n = match src.read(&mut buf[..room]).await {
-                Ok(0) => {
-                    if let Some(d) = dst.as_mut() {
-                        let _ = d.shutdown().await;
+            false => (None, None),
+        };
+        let reader = async {
+            let mut tx = tx;
+            let mut buf = vec![0u8; CHUNK];
+            let mut total: u64 = 0;
+            loop {
+                if total >= MAX_FLOW_BYTES {
+                    summary.lock().unwrap().capped = true;
+                    self.note(format!(
+                        "flow {id}: {} direction reached {MAX_FLOW_BYTES} bytes; no longer read",
+                        dir.name()
+                    ));
+                    // Keep the flow open without reading (the sender stalls) until the
+                    // other direction, a reset or shutdown ends it.
+                    std::future::pending::<()>().await;
+                }
+                let room = (MAX_FLOW_BYTES - total).min(CHUNK as u64) as usize;
+                let n = match src.read(&mut buf[..room]).await {
+                    Ok(0) => return DirEnd::Eof,
+                    Ok(n) => n,
+                    Err(e) => return DirEnd::Error(format!("{} read: {e}", dir.name())),
+                };
+                let chunk = Bytes::copy_from_slice(&buf[..n]);
+                if let Err(e) = self.evidence(id, dir, &chunk).await {
+                    return DirEnd::Error(e.to_string());
+                }
+                if dir == Dir::Up {
+                    self.capture(id, dir, &chunk).await;
+                }
+                total += n as u64;
+                let (frames, detected) = {
+                    let mut s = summary.lock().unwrap();
+                    match dir {
+                        Dir::Up => s.bytes_up += n as u64,
+                        Dir::Down => s.bytes_down += n as u64,
                     }
-                    return DirEnd::Eof;
+                    // A clear-text flow to an attacker: all of it is readable.
+                    if let Some(i) = s.intercept.as_mut() {
+                        match dir {
+                            Dir::Up => i.plaintext_up += n as u64,
+                            Dir::Down => i.plaintext_down += n as u64,
+                        }
+                    }
+                    let mut a = analysis.lock().unwrap();
+                    let frames = a.feed(dir, &chunk);
+                    let detected = a.newly_detected();
+                    if let Some(p) = &detected {
+                        s.set_protocol(p.clone());
+                    }
+                    (frames, detected)
+                };
+                if let Some(protocol) = detected {
+                    self.record(FlowEvent::Detected { id, protocol }).await;
                 }
-                Ok(n) => n,
-                Err(e) => return DirEnd::Error(format!("{} read: {e}", dir.name())),
-            };
-            let chunk = Bytes::copy_from_slice(&buf[..n]);
-            if let Err(e) = self.writer.append(&file, chunk.clone()).await {
-                return DirEnd::Error(e.to_string());
+                self.emit_frames(id, summary, frames).await;
+                if let Some(tx) = tx.as_mut() {
+                    if tx.send(chunk).await.is_err() {
+                        return DirEnd::Error(format!("{} write: closed", dir.name()));
+                    }
+                }
             }
-            total += n as u64;
-            let (frames, detected) = {
-                let mut s = summary.lock().unwrap();
-                match dir {
-                    Dir::Up => s.bytes_up += n as u64,
-                    Dir::Down => s.bytes_down += n as u64,
-                }
-                let mut a = analysis.lock().unwrap();
-                let frames = a.feed(dir, &chunk);
-                let detected = a.newly_detected();
-                if let Some(p) = &detected {
-                    s.set_protocol(p.clone());
-                }
-                (frames, detected)
+        };
+        let writer = async {
+            let (Some(mut rx), Some(mut dst)) = (rx, dst) else {
+                return std::future::pending::<DirEnd>().await;
             };
-            if let Some(protocol) = detected {
-                self.record(FlowEvent::Detected { id, protocol }).await;
-            }
-            self.emit_frames(id, summary, frames).await;
-            if let Some(d) = dst.as_mut() {
-                if let Err(e) = d.write_all(&chunk).await {
+            while let Some(chunk) = rx.recv().await {
+                if dir == Dir::Down {
+                    self.capture(id, dir, &chunk).await;
+                }
+                if let Err(e) = dst.write_all(&chunk).await {
                     return DirEnd::Error(format!("{} write: {e}", dir.name()));
                 }
+            }
+            let _ = dst.shutdown().await;
+            DirEnd::Eof
+        };
+        tokio::pin!(reader);
+        tokio::pin!(writer);
+        let mut reader_done = false;
+        loop {
+            tokio::select! {
+                r = &mut reader, if !reader_done => match r {
+                    DirEnd::Error(e) => return DirEnd::Error(e),
+                    // The delay line's sender is gone: the writer drains and ends.
+                    DirEnd::Eof if !has_dst => return DirEnd::Eof,
+                    DirEnd::Eof => reader_done = true,
+                },
+                w = &mut writer => return w,
             }
         }
     }
@@ -1358,6 +1401,16 @@ impl Gateway {
     /// Bind the gateway and the configured hosts' listeners. Must be called on a
     /// tokio runtime (its handle serves later resolutions too).
     pub async fn start(spec: GatewaySpec) -> RigResult<Arc<Gateway>> {
+        Gateway::start_in(spec, None).await
+    }
+
+    /// [`Gateway::start`] with every listener (TCP, UDP, DNS) bound inside `netns`,
+    /// the namespace the watch is isolated in; upstream connections still leave from
+    /// the rig's own namespace.
+    pub async fn start_in(
+        spec: GatewaySpec,
+        netns: Option<Arc<crate::netns::NetNs>>,
+    ) -> RigResult<Arc<Gateway>> {
         let writer = EvidenceWriter::start(&spec.evidence_dir)?;
         let runtime = tokio::runtime::Handle::current();
         let mut listen_ports: BTreeSet<u16> = spec.profile_ports.clone();
@@ -1405,6 +1458,11 @@ impl Gateway {
                 listeners: Mutex::new(Vec::new()),
                 notes: Mutex::new(Vec::new()),
                 runtime: runtime.clone(),
+                forger: std::sync::OnceLock::new(),
+                impair_up: impair::ImpairmentControl::new(),
+                impair_down: impair::ImpairmentControl::new(),
+                pcap: tokio::sync::Mutex::new(HashMap::new()),
+                netns: netns.clone(),
             });
             let gwy = Gateway {
                 shared: shared.clone(),
@@ -1419,8 +1477,17 @@ impl Gateway {
                 }
             }
             if ok {
+                writer.append(PCAP_FILE, pcap::file_header()).await?;
                 shared.note(format!("gateway {gw}"));
-                return Ok(Arc::new(gwy));
+                if let Some(ns) = &netns {
+                    shared.note(format!(
+                        "listening inside the watch's network namespace net:[{}]",
+                        ns.inode()
+                    ));
+                }
+                let gwy = Arc::new(gwy);
+                gwy.start_dns();
+                return Ok(gwy);
             }
             // Drop releases the listeners; try another base.
             gwy.abort_listeners();
@@ -1464,6 +1531,7 @@ impl Gateway {
             relay_ports,
             upstream: upstream.clone(),
             ports: BTreeSet::new(),
+            mode: HostMode::Normal,
         });
         hosts.by_name.insert(name.clone(), idx);
         drop(hosts);
@@ -1490,6 +1558,109 @@ impl Gateway {
         for h in self.shared.listeners.lock().unwrap().drain(..) {
             h.abort();
         }
+    }
+
+    /// The DNS server on the gateway address (see [`udp`]); noted when the port
+    /// cannot be bound.
+    fn start_dns(self: &Arc<Self>) {
+        let sh = &self.shared;
+        let addr = SocketAddrV4::new(sh.gateway_addr, udp::DNS_PORT);
+        let _guard = sh.runtime.enter();
+        match sh.bind_udp(addr).and_then(tokio::net::UdpSocket::from_std) {
+            Ok(sock) => {
+                let me = sh.clone();
+                let weak = Arc::downgrade(self);
+                let task = sh
+                    .runtime
+                    .spawn(async move { me.dns_loop(sock, weak).await });
+                sh.listeners.lock().unwrap().push(task.abort_handle());
+                sh.note(format!("dns server on {addr}/udp"));
+            }
+            Err(e) => sh.note(format!("dns server on {addr}/udp not started: {e}")),
+        }
+    }
+
+    /// Make the network play an attacker for `host` (all its ports), or stop
+    /// ([`HostMode::Normal`]). Applies to connections opened from now on; call
+    /// [`Gateway::reset_flows`] to make the watch reconnect.
+    pub fn set_host_mode(&self, host: &str, mode: HostMode) -> RigResult<()> {
+        let name = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        if !valid_host(&name) {
+            return Err(RigError::Config(format!("invalid host name {host:?}")));
+        }
+        self.allocate(&name)
+            .map_err(|e| RigError::instrument("gateway", e))?;
+        if mode != HostMode::Normal {
+            // Make the attacker's CA now: a failure is a rig error here, not later.
+            self.shared.forger()?;
+        }
+        let mut hosts = self.shared.hosts.lock().unwrap();
+        if let Some(&i) = hosts.by_name.get(&name) {
+            hosts.entries[i].mode = mode;
+        }
+        drop(hosts);
+        self.shared
+            .note(format!("{name}: network mode {}", mode.describe()));
+        Ok(())
+    }
+
+    /// The mode of `host` (normal for a host the gateway does not know yet).
+    pub fn host_mode(&self, host: &str) -> HostMode {
+        let h = self.shared.hosts.lock().unwrap();
+        let name = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        h.by_name
+            .get(&name)
+            .map(|&i| h.entries[i].mode)
+            .unwrap_or(HostMode::Normal)
+    }
+
+    /// Every host back to [`HostMode::Normal`].
+    pub fn clear_host_modes(&self) {
+        let mut h = self.shared.hosts.lock().unwrap();
+        let changed = h.entries.iter().any(|e| e.mode != HostMode::Normal);
+        for e in h.entries.iter_mut() {
+            e.mode = HostMode::Normal;
+        }
+        drop(h);
+        if changed {
+            self.shared.note("every host back to normal".into());
+        }
+    }
+
+    /// The impairment of one direction (for every relayed flow).
+    pub fn impairment(&self, dir: Dir) -> impair::Impairment {
+        self.shared.impairment(dir).get()
+    }
+
+    /// Impair one direction of every relayed flow from now on (see
+    /// [`impair`]); refused when the figures are invalid. Intercepted flows and
+    /// sinkholes are not impaired.
+    pub fn set_impairment(&self, dir: Dir, imp: impair::Impairment) -> RigResult<()> {
+        self.shared
+            .impairment(dir)
+            .set(imp)
+            .map_err(|e| RigError::Config(format!("impairment {}: {e}", dir.name())))?;
+        self.shared
+            .note(format!("{} impairment: {}", dir.name(), imp.describe()));
+        Ok(())
+    }
+
+    /// Nothing impaired in either direction.
+    pub fn clear_impairments(&self) {
+        for dir in [Dir::Up, Dir::Down] {
+            if !self.shared.impairment(dir).get().is_none() {
+                self.shared.impairment(dir).clear();
+                self.shared
+                    .note(format!("{} impairment cleared", dir.name()));
+            }
+        }
+    }
+
+    /// Cut every open flow (TCP reset towards the watch), as a cell handover or a
+    /// network fault does; the watch has to reconnect.
+    pub fn reset_flows(&self) {
+        self.shared.reset.send_modify(|g| *g += 1);
+        self.shared.note("every open flow reset".into());
     }
 
     /// The gateway's own address (`127.X.Y.1`).
@@ -1699,114 +1870,6 @@ impl Drop for Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hello(sni: Option<&str>, versions: &[u16]) -> Vec<u8> {
-        let mut exts = Vec::new();
-        if let Some(n) = sni {
-            let mut e = Vec::new();
-            e.extend_from_slice(&((n.len() + 3) as u16).to_be_bytes());
-            e.push(0);
-            e.extend_from_slice(&(n.len() as u16).to_be_bytes());
-            e.extend_from_slice(n.as_bytes());
-            exts.extend_from_slice(&0u16.to_be_bytes());
-            exts.extend_from_slice(&(e.len() as u16).to_be_bytes());
-            exts.extend(e);
-        }
-        if !versions.is_empty() {
-            exts.extend_from_slice(&43u16.to_be_bytes());
-            exts.extend_from_slice(&((versions.len() * 2 + 1) as u16).to_be_bytes());
-            exts.push((versions.len() * 2) as u8);
-            for v in versions {
-                exts.extend_from_slice(&v.to_be_bytes());
-            }
-        }
-        let mut body = vec![0x03, 0x03];
-        body.extend([7u8; 32]);
-        body.push(0);
-        body.extend_from_slice(&[0, 2, 0x13, 0x01]);
-        body.extend_from_slice(&[1, 0]);
-        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-        body.extend(exts);
-        let mut hs = vec![1];
-        hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-        hs.extend(body);
-        let mut rec = vec![0x16, 0x03, 0x01];
-        rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-        rec.extend(hs);
-        rec
-    }
-
-    #[test]
-    fn client_hello_versions_and_sni() {
-        let h = hello(Some("watch.kidcloud.example"), &[0x0a0a, 0x0304, 0x0303]);
-        let Sniff::Tls(Ok(ch)) = sniff_client_hello(&h) else {
-            panic!()
-        };
-        assert_eq!(ch.sni.as_deref(), Some("watch.kidcloud.example"));
-        assert_eq!(ch.versions, vec![0x0304, 0x0303]);
-        let p = protocol_of(&Sniff::Tls(Ok(ch))).unwrap();
-        let FlowProtocol::Tls(h) = p else { panic!() };
-        assert_eq!((h.version, h.version_name().as_str()), (0x0304, "TLS 1.3"));
-        assert_eq!(h.offered, [0x0304, 0x0303]);
-        // Without supported_versions the legacy version counts.
-        let Sniff::Tls(Ok(ch)) = sniff_client_hello(&hello(None, &[])) else {
-            panic!()
-        };
-        assert_eq!(ch.versions, vec![0x0303]);
-        assert_eq!(ch.sni, None);
-    }
-
-    #[test]
-    fn client_hello_split_over_reads_and_records() {
-        let h = hello(Some("a.example"), &[0x0303]);
-        for cut in 0..h.len() {
-            assert_eq!(sniff_client_hello(&h[..cut]), Sniff::NeedMore, "cut {cut}");
-        }
-        // The same handshake message in two records.
-        let hs = &h[5..];
-        let (a, b) = hs.split_at(20);
-        let mut two = Vec::new();
-        for part in [a, b] {
-            two.extend_from_slice(&[0x16, 0x03, 0x01]);
-            two.extend_from_slice(&(part.len() as u16).to_be_bytes());
-            two.extend_from_slice(part);
-        }
-        let Sniff::Tls(Ok(ch)) = sniff_client_hello(&two) else {
-            panic!()
-        };
-        assert_eq!(ch.sni.as_deref(), Some("a.example"));
-    }
-
-    #[test]
-    fn sniffing_garbage_never_panics() {
-        assert_eq!(
-            sniff_client_hello(b"[3G*1234567890*0002*LK]"),
-            Sniff::NotTls
-        );
-        assert_eq!(sniff_client_hello(b"GET / HTTP/1.1\r\n"), Sniff::NotTls);
-        assert_eq!(sniff_client_hello(&[0x16, 0x01]), Sniff::NotTls);
-        assert!(matches!(
-            sniff_client_hello(&[0x16, 3, 1, 0, 4, 2, 0, 0, 0]),
-            Sniff::Tls(Err(_))
-        ));
-        // Every truncation and a sweep of single-byte corruptions of a real hello.
-        let h = hello(Some("x.example"), &[0x0304]);
-        let mut seed = 12345u32;
-        for i in 0..h.len() {
-            for _ in 0..8 {
-                seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
-                let mut c = h.clone();
-                c[i] = (seed >> 16) as u8;
-                let _ = sniff_client_hello(&c);
-                let _ = sniff_client_hello(&c[..i]);
-            }
-        }
-        // Lengths pointing past the end.
-        let mut bad = h.clone();
-        let n = bad.len();
-        bad[n - 3] = 0xff;
-        let _ = sniff_client_hello(&bad);
-    }
 
     #[test]
     fn base_urls() {
