@@ -402,3 +402,61 @@ async fn injected_latency_is_within_ten_percent_of_the_setting() {
     assert!(after.as_secs_f64() * 1000.0 < want / 2.0, "{after:?}");
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_data_in_clear_text_flows_is_found_with_where_it_was() {
+    use redrig::gateway::pii::{PiiKind, PiiNeedles};
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(tcp_echo().await, Clock::start(1000.0), dir.path()).await;
+    let addr = gw.resolve(HOST).unwrap();
+    let mut s = TcpStream::connect((addr, PORT)).await.unwrap();
+    // A position report as the watch protocol carries it, and a settings frame.
+    let frames: &[u8] = b"[3G*8612345678*0057*UD,220414,134652,A,52.520100,N,13.404900,E,0.00,0.0,0.0,6,100,90,0,0,00000000]\
+[3G*8612345678*0027*SOS,+4915100000001,+4915100000002]";
+    s.write_all(frames).await.unwrap();
+    let mut back = vec![0u8; frames.len()];
+    s.read_exact(&mut back).await.unwrap();
+    drop(s);
+    gw.flows()
+        .wait_for(redrig::drivers::Mark(0), 20_000.0, |e| {
+            matches!(e, FlowEvent::Closed { .. })
+        })
+        .await
+        .unwrap();
+    let needles = |lat: f64| PiiNeedles {
+        positions: vec![(lat, 13.404954)],
+        phone_numbers: vec!["+4915100000001".into()],
+        imeis: vec!["861234567890127".into()],
+        other: vec![],
+    };
+    let found = gw.scan_cleartext(needles(52.520008), 20).await.unwrap();
+    let kinds = |dir: Dir| -> BTreeSet<String> {
+        found
+            .iter()
+            .filter(|f| f.dir == dir)
+            .map(|f| format!("{:?}", f.finding.kind))
+            .collect()
+    };
+    // The echo sends everything back: found in both directions, never the IMEI
+    // (these frames do not carry it).
+    for dir in [Dir::Up, Dir::Down] {
+        assert_eq!(
+            kinds(dir),
+            BTreeSet::from(["PhoneNumber".to_string(), "Position".to_string()]),
+            "{found:#?}"
+        );
+    }
+    let pos = found
+        .iter()
+        .find(|f| f.finding.kind == PiiKind::Position)
+        .unwrap();
+    assert_eq!((pos.flow, pos.host.as_str(), pos.port), (1, HOST, PORT));
+    assert!(pos.finding.excerpt.contains("52.520100"), "{pos:?}");
+    // 5 km away from what was fed: not the wearer's position.
+    let far = gw.scan_cleartext(needles(52.565), 20).await.unwrap();
+    assert!(
+        far.iter().all(|f| f.finding.kind != PiiKind::Position),
+        "{far:#?}"
+    );
+    gw.shutdown().await.unwrap();
+}

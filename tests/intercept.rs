@@ -335,3 +335,51 @@ async fn clear_text_is_read_as_it_is_and_modes_can_be_cleared() {
     assert_eq!(later.intercept, None);
     gw.shutdown().await.unwrap();
 }
+
+/// Without an attacker, the relayed flow is classified from both hellos: the version
+/// and suite the server chose, and — where TLS 1.2 sends it in clear — the server's
+/// certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_tls_is_classified_from_the_server_hello_and_certificate() {
+    for (version, name) in [
+        (&rustls::version::TLS12, 0x0303u16),
+        (&rustls::version::TLS13, 0x0304u16),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let gw = gateway(tls_backend().await, dir.path()).await;
+        let c = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoCheck(provider())))
+            .with_no_client_auth();
+        let tcp = connect(&gw).await;
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(c))
+            .connect(ServerName::try_from(HOST).unwrap(), tcp)
+            .await
+            .unwrap();
+        tls.write_all(FRAME).await.unwrap();
+        let mut buf = [0u8; 128];
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"ECHO:"));
+        drop(tls);
+        gw.flows()
+            .wait_for(Mark(0), WAIT, |e| matches!(e, FlowEvent::Closed { .. }))
+            .await
+            .unwrap();
+        let s = gw.summaries().pop().unwrap();
+        assert_eq!(s.intercept, None);
+        let server = s.server_tls.clone().unwrap_or_else(|| panic!("{s:?}"));
+        assert_eq!(server.version, name);
+        assert!(server.cipher_suite_name().is_some(), "{server:?}");
+        match name {
+            0x0303 => {
+                let cert = server.certificate.expect("TLS 1.2 shows the certificate");
+                assert!(cert.dns_names.iter().any(|n| n == HOST), "{cert:?}");
+                assert!(!cert.self_signed);
+            }
+            _ => assert_eq!(server.certificate, None, "TLS 1.3 encrypts it"),
+        }
+        gw.shutdown().await.unwrap();
+    }
+}

@@ -172,6 +172,16 @@ pub enum FlowProtocol {
     Tls(TlsHello),
 }
 
+/// Personal data found in a clear-text flow.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CleartextFinding {
+    pub flow: u64,
+    pub host: String,
+    pub port: u16,
+    pub dir: Dir,
+    pub finding: pii::PiiFinding,
+}
+
 /// Transport of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -197,6 +207,11 @@ pub struct FlowSummary {
     pub protocol: FlowProtocol,
     /// The ClientHello when `protocol` is TLS (the same data, for convenience).
     pub tls: Option<TlsHello>,
+    /// What the server's first flight said (negotiated version and suite; the
+    /// certificate when it travels in clear, TLS 1.2 and older).
+    pub server_tls: Option<tlsinfo::ServerHelloInfo>,
+    /// Why the server's first flight could not be read, if it could not.
+    pub server_tls_error: Option<String>,
     /// Watch-protocol frames decoded (both directions).
     pub frames: u64,
     /// How it ended (`None` while open).
@@ -905,6 +920,8 @@ impl Shared {
             bytes_down: 0,
             protocol: FlowProtocol::Undetermined,
             tls: None,
+            server_tls: None,
+            server_tls_error: None,
             frames: 0,
             end: None,
             capped: false,
@@ -1243,6 +1260,11 @@ impl Shared {
                     if let Some(p) = &detected {
                         s.set_protocol(p.clone());
                     }
+                    match a.server_hello() {
+                        Some(Ok(info)) => s.server_tls = Some(info),
+                        Some(Err(e)) => s.server_tls_error = Some(e),
+                        None => {}
+                    }
                     (frames, detected)
                 };
                 if let Some(protocol) = detected {
@@ -1303,6 +1325,12 @@ enum Outcome {
 /// Protocol detection and frame decoding of one flow.
 #[derive(Default)]
 struct Analysis {
+    /// The server's first bytes of a TLS flow, until its hello is read.
+    server_sniff: Vec<u8>,
+    /// The server's hello has been read (or given up on).
+    server_done: bool,
+    /// Read but not yet taken by [`Analysis::server_hello`].
+    server_new: Option<Result<tlsinfo::ServerHelloInfo, String>>,
     sniff: Vec<u8>,
     protocol: Option<FlowProtocol>,
     announced: bool,
@@ -1325,7 +1353,35 @@ impl Analysis {
         !matches!(self.protocol, Some(FlowProtocol::Tls(_)))
     }
 
+    /// The server's hello, the first time it is known.
+    fn server_hello(&mut self) -> Option<Result<tlsinfo::ServerHelloInfo, String>> {
+        self.server_new.take()
+    }
+
     fn feed(&mut self, dir: Dir, data: &[u8]) -> Vec<(Dir, watchproto::Frame)> {
+        if dir == Dir::Down
+            && !self.server_done
+            && matches!(self.protocol, Some(FlowProtocol::Tls(_)))
+        {
+            let take = (SNIFF_LIMIT - self.server_sniff.len()).min(data.len());
+            self.server_sniff.extend_from_slice(&data[..take]);
+            let verdict = match tlsinfo::sniff_server_hello(&self.server_sniff) {
+                tlsinfo::ServerSniff::NeedMore if self.server_sniff.len() >= SNIFF_LIMIT => Some(
+                    Err("the server's first flight is not complete in the first 64 KiB".into()),
+                ),
+                tlsinfo::ServerSniff::NeedMore => None,
+                tlsinfo::ServerSniff::NotTls => {
+                    Some(Err("the server did not answer with TLS records".into()))
+                }
+                tlsinfo::ServerSniff::Tls(r) => Some(r),
+            };
+            if let Some(v) = verdict {
+                self.server_done = true;
+                self.server_sniff = Vec::new();
+                self.server_new = Some(v);
+            }
+            return vec![];
+        }
         if dir == Dir::Up && self.protocol.is_none() {
             let take = (SNIFF_LIMIT - self.sniff.len()).min(data.len());
             self.sniff.extend_from_slice(&data[..take]);
@@ -1736,6 +1792,46 @@ impl Gateway {
             }
             _ => work(),
         }
+    }
+
+    /// Personal data in the clear-text flows, both directions (see [`pii`]): waits
+    /// until pending evidence is written, then scans each flow's files on a blocking
+    /// thread. At most `max` findings per flow and direction.
+    pub async fn scan_cleartext(
+        &self,
+        needles: pii::PiiNeedles,
+        max: usize,
+    ) -> RigResult<Vec<CleartextFinding>> {
+        self.shared.writer.flush().await?;
+        let d = self.shared.writer.dir().to_path_buf();
+        let flows: Vec<FlowSummary> = self
+            .summaries()
+            .into_iter()
+            .filter(|s| !matches!(s.protocol, FlowProtocol::Tls(_)))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for f in flows {
+                for dir in [Dir::Up, Dir::Down] {
+                    let path = d.join(format!("flow-{}-{}.bin", f.id, dir.name()));
+                    let found = match pii::scan_file(&path, &needles, max) {
+                        Ok(v) => v,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(RigError::Other(format!("{}: {e}", path.display()))),
+                    };
+                    out.extend(found.into_iter().map(|finding| CleartextFinding {
+                        flow: f.id,
+                        host: f.host.clone(),
+                        port: f.port,
+                        dir,
+                        finding,
+                    }));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| RigError::Other(format!("clear-text scan: {e}")))?
     }
 
     fn cleartext_files(&self) -> Vec<PathBuf> {

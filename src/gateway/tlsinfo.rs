@@ -243,6 +243,11 @@ impl ServerHelloInfo {
     pub fn cipher_suite_name(&self) -> Option<&'static str> {
         cipher_suite_name(self.cipher_suite)
     }
+
+    /// The negotiated suite is weak by [`cipher_suite_is_weak`]'s rule.
+    pub fn cipher_suite_is_weak(&self) -> bool {
+        cipher_suite_is_weak(self.cipher_suite)
+    }
 }
 
 /// Result of looking at the first bytes a server sent.

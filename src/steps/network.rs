@@ -95,52 +95,86 @@ async fn has_reported(world: &mut RigWorld, secs: u32) -> StepResult {
     report_since(world, since, secs).await
 }
 
-/// Byte patterns personal data takes in clear text.
-fn personal_data_patterns(world: &RigWorld) -> Vec<(String, Vec<u8>)> {
-    let p = world.position.unwrap_or(crate::strategy::HOME);
+/// What counts as the wearer's personal data: every position the rig fed the watch
+/// in this run (and the one it feeds now), the family's phone numbers, the IMEI.
+fn personal_data(world: &RigWorld) -> crate::gateway::pii::PiiNeedles {
     let dev = &world.ctx.loaded.device.device;
-    let mut v = vec![
-        (
-            format!("latitude {:.4}", p.lat),
-            format!("{:.4}", p.lat).into_bytes(),
-        ),
-        (
-            format!("longitude {:.4}", p.lon),
-            format!("{:.4}", p.lon).into_bytes(),
-        ),
-        // NMEA-style degrees and minutes, as some firmwares send them.
-        (
-            "latitude as ddmm.mm".into(),
-            format!("{:02}{:05.2}", p.lat.trunc() as i64, p.lat.fract() * 60.0).into_bytes(),
-        ),
-        ("IMEI".into(), dev.imei.clone().into_bytes()),
-    ];
-    for n in [&dev.numbers.parent, &dev.numbers.second_parent] {
-        v.push((
-            format!("phone number {n}"),
-            n.trim_start_matches('+').as_bytes().to_vec(),
-        ));
+    let mut positions: Vec<(f64, f64)> = Vec::new();
+    let mut push = |lat: f64, lon: f64| {
+        // Positions closer than ~100 m to one already listed add nothing.
+        if !positions
+            .iter()
+            .any(|&(a, b)| (a - lat).abs() < 0.001 && (b - lon).abs() < 0.001)
+            && positions.len() < 500
+        {
+            positions.push((lat, lon));
+        }
+    };
+    let home = crate::strategy::HOME;
+    push(home.lat, home.lon);
+    if let Some(p) = world.position {
+        push(p.lat, p.lon);
     }
-    v
+    for r in world.rig().gnss.fed().since(crate::drivers::Mark(0)) {
+        if let Some(p) = r.value.position {
+            push(p.lat, p.lon);
+        }
+    }
+    crate::gateway::pii::PiiNeedles {
+        positions,
+        phone_numbers: vec![
+            dev.numbers.parent.clone(),
+            dev.numbers.second_parent.clone(),
+        ],
+        imeis: vec![dev.imei.clone()],
+        other: vec![],
+    }
 }
 
 #[then("no captured traffic contains the watch's position, phone numbers or IMEI in clear text")]
 async fn no_cleartext_personal_data(world: &mut RigWorld) -> StepResult {
-    let mut found = Vec::new();
-    for (what, pat) in personal_data_patterns(world) {
-        if world.rig().gateway.cleartext_contains(&pat)? {
-            found.push(what);
-        }
-    }
     let flows = world.rig().gateway.summaries();
     world.measure("flows captured", flows.len() as f64, "flows", None);
     if flows.is_empty() {
         return rig_fail("the gateway captured no traffic at all; nothing to judge");
     }
+    let found = world
+        .rig()
+        .gateway
+        .scan_cleartext(personal_data(world), 20)
+        .await?;
+    world.measure(
+        "personal data found in clear text",
+        found.len() as f64,
+        "findings",
+        Some(0.0),
+    );
     ensure_device(found.is_empty(), || {
+        let shown: Vec<String> = found
+            .iter()
+            .take(5)
+            .map(|f| {
+                format!(
+                    "{:?} in flow {} to {}:{} ({}, offset {}): {} [{}]",
+                    f.finding.kind,
+                    f.flow,
+                    f.host,
+                    f.port,
+                    if f.dir == crate::gateway::Dir::Up {
+                        "from the watch"
+                    } else {
+                        "to the watch"
+                    },
+                    f.finding.offset,
+                    f.finding.detail,
+                    f.finding.excerpt
+                )
+            })
+            .collect();
         format!(
-            "clear-text personal data in the captured traffic: {}",
-            found.join(", ")
+            "clear-text personal data in the captured traffic ({} findings): {}",
+            found.len(),
+            shown.join("; ")
         )
     })
 }
@@ -166,14 +200,24 @@ async fn all_tls(world: &mut RigWorld) -> StepResult {
     if flows.is_empty() {
         return rig_fail(format!("no connection to {host} was captured"));
     }
+    // The version the server chose when its hello was seen, else the best offered.
+    let version = |f: &crate::gateway::FlowSummary| {
+        f.server_tls
+            .as_ref()
+            .map(|s| s.version)
+            .or(f.tls.as_ref().map(|t| t.version))
+    };
     let bad: Vec<String> = flows
         .iter()
-        .filter(|f| f.tls.as_ref().is_none_or(|t| t.version < 0x0303))
+        .filter(|f| f.tls.is_none() || version(f).is_none_or(|v| v < 0x0303))
         .map(|f| match &f.tls {
             None => format!("flow {} to {}:{} in clear text", f.id, f.host, f.port),
-            Some(t) => format!(
-                "flow {} to {}:{} offers TLS version 0x{:04x}",
-                f.id, f.host, f.port, t.version
+            Some(_) => format!(
+                "flow {} to {}:{} uses {}",
+                f.id,
+                f.host,
+                f.port,
+                crate::gateway::tls_version_name(version(f).unwrap_or(0))
             ),
         })
         .collect();
