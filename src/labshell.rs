@@ -23,10 +23,121 @@ commands:
   hangup                       end the network-side call
   answer|reject|ring           how the far end treats the watch's calls
   coverage home|roaming|searching|denied
+  net latency MS | loss PERCENT | kbps N | outage on|off | clear
+                               impair both directions of the data path (device time)
+  net mitm self-signed|untrusted-ca HOST | net rogue HOST | net normal
+                               an attacker on the path for HOST (every host: normal)
+  net cut                      reset every open connection (the watch reconnects)
+  net flows                    the flows so far, with TLS and interception outcome
   type TEXT                    send a line to the watch's console
   flash FILE                   write an image through the bootloader (power off first)
   wires                        print where every wire is
   quit";
+
+/// `net …`: the data path by hand.
+fn net(rig: &Rig, args: &[&str]) -> Result<(), String> {
+    use crate::gateway::{Dir, ForgedCert, HostMode};
+    let gw = &rig.gateway;
+    let number = |what: &str| -> Result<f64, String> {
+        args.get(1)
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or(format!("net {what} NUMBER"))
+    };
+    let both = |f: &dyn Fn(&mut crate::gateway::impair::Impairment)| -> Result<(), String> {
+        for dir in [Dir::Up, Dir::Down] {
+            let mut i = gw.impairment(dir);
+            f(&mut i);
+            gw.set_impairment(dir, i).map_err(|e| e.to_string())?;
+        }
+        println!("{}", gw.impairment(Dir::Up).describe());
+        Ok(())
+    };
+    match args.first().copied() {
+        Some("latency") => {
+            let v = number("latency")?;
+            both(&|i| i.latency_ms = v)
+        }
+        Some("loss") => {
+            let v = number("loss")?;
+            both(&|i| i.loss = v / 100.0)
+        }
+        Some("kbps") => {
+            let v = number("kbps")?;
+            both(&|i| i.bandwidth_bps = Some((v * 1000.0) as u64))
+        }
+        Some("outage") => {
+            let on = args.get(1) == Some(&"on");
+            both(&|i| i.outage = on)
+        }
+        Some("clear") => {
+            gw.clear_impairments();
+            Ok(())
+        }
+        Some(m @ ("mitm" | "rogue")) => {
+            let (cert, host) = match (m, args.get(1), args.get(2)) {
+                ("mitm", Some(c), Some(h)) => (ForgedCert::parse(c), *h),
+                ("rogue", Some(h), None) => (Some(ForgedCert::SelfSigned), *h),
+                _ => return Err("net mitm self-signed|untrusted-ca HOST | net rogue HOST".into()),
+            };
+            let cert = cert.ok_or("certificate: self-signed or untrusted-ca")?;
+            let mode = if m == "mitm" {
+                HostMode::Mitm { cert }
+            } else {
+                HostMode::Rogue { cert }
+            };
+            gw.set_host_mode(host, mode).map_err(|e| e.to_string())?;
+            println!("{host}: {}", mode.describe());
+            Ok(())
+        }
+        Some("normal") => {
+            gw.clear_host_modes();
+            Ok(())
+        }
+        Some("cut") => {
+            gw.reset_flows();
+            Ok(())
+        }
+        Some("flows") => {
+            for f in gw.summaries() {
+                let tls = match (&f.server_tls, &f.tls) {
+                    (Some(s), _) => format!(
+                        "{} {}",
+                        s.version_name(),
+                        s.cipher_suite_name().unwrap_or("?")
+                    ),
+                    (None, Some(t)) => format!("TLS offered {}", t.version_name()),
+                    (None, None) => "clear text".into(),
+                };
+                let attack = f
+                    .intercept
+                    .as_ref()
+                    .map(|i| {
+                        format!(
+                            " attacker {}: {:?}, read {} B",
+                            i.role, i.handshake, i.plaintext_up
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "#{} {:?} {}:{} up {} down {} {}{} {}",
+                    f.id,
+                    f.transport,
+                    f.host,
+                    f.port,
+                    f.bytes_up,
+                    f.bytes_down,
+                    tls,
+                    attack,
+                    f.end.as_deref().unwrap_or("open")
+                );
+            }
+            Ok(())
+        }
+        _ => {
+            Err("net latency|loss|kbps|outage|clear|mitm|rogue|normal|cut|flows; type help".into())
+        }
+    }
+}
 
 /// Run the lab until quit / end of a terminal session / a signal.
 pub async fn run(loaded: &LoadedRig, exe: &Path) -> i32 {
@@ -266,6 +377,7 @@ async fn command(
             };
             rig.cellular.set_registration(state).await.map_err(e)?;
         }
+        "net" => net(rig, &rest)?,
         "type" => rig
             .console
             .send(&format!("{}\r\n", rest.join(" ")))

@@ -117,9 +117,11 @@ fn isolation(
                     );
                     (Some(Arc::new(ns)), text)
                 }
-                Err(e) if setting == Isolation::Always => return Err(RigError::Lab(format!(
+                Err(e) if setting == Isolation::Always => {
+                    return Err(RigError::Lab(format!(
                     "lab.isolate_network is `always` but no network namespace for the watch: {e}"
-                ))),
+                )))
+                }
                 Err(e) => (
                     None,
                     format!("not isolated (the gateway still works by address): {e}"),

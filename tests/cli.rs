@@ -460,6 +460,16 @@ fn lab_up_prints_every_wire_takes_commands_and_leaves_nothing_behind() {
             Err(_) => panic!("the poked watch did not answer the SMS:\n{out}"),
         }
     }
+    // The data path by hand: an impairment, and the flows so far.
+    writeln!(stdin, "net latency 300").unwrap();
+    writeln!(stdin, "net flows").unwrap();
+    while !(out.contains("latency 300 ms") && out.contains("watch.kidcloud.example:6443")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => out.push_str(&(line + "\n")),
+            Err(_) => panic!("`net` did not answer:\n{out}"),
+        }
+    }
     writeln!(stdin, "quit").unwrap();
     drop(stdin);
     let code = wait_exit(&mut child, Duration::from_secs(30));
