@@ -229,12 +229,12 @@ impl Strategy {
             rig.cellular
                 .log()
                 .wait_for(mark, time.step_timeout, |e| {
-                    matches!(e, CellEvent::AtCommand { line } if line.to_ascii_uppercase().starts_with("AT+CGACT=1"))
+                    matches!(e, CellEvent::DataAttached { .. })
                 })
                 .await
                 .ok_or_else(|| {
                     RigError::Timeout(format!(
-                        "the watch did not attach to the cell (no AT+CGACT=1) within {} s",
+                        "the watch did not attach to the cell's packet data (no data attach) within {} s",
                         time.step_timeout
                     ))
                 })?;

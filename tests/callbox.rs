@@ -423,11 +423,16 @@ async fn event_lines_become_cell_events_stamped_on_receipt() {
             text: "SOS \"help\" ünï".into()
         }
     );
-    let attached = wait_event(cell.as_ref(), |e| matches!(e, CellEvent::AtCommand { .. })).await;
-    let CellEvent::AtCommand { line } = attached else {
-        unreachable!()
-    };
-    assert!(line.starts_with("AT+CGACT=1"), "{line}");
+    let attached = wait_event(cell.as_ref(), |e| {
+        matches!(e, CellEvent::DataAttached { .. })
+    })
+    .await;
+    assert_eq!(
+        attached,
+        CellEvent::DataAttached {
+            apn: Some("internet".into())
+        }
+    );
     let all: Vec<CellEvent> = cell
         .log()
         .since(Mark(0))

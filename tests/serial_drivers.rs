@@ -543,6 +543,11 @@ fn modem_plays_the_network_for_a_scripted_watch() {
             host: "watch.kidcloud.example".into(),
             answer: Some("127.83.17.1".into())
         }));
+    // The accepted data attach is an event of its own.
+    assert!(log
+        .since(mark)
+        .iter()
+        .any(|r| r.value == CellEvent::DataAttached { apn: None }));
 
     // Coverage loss: URC, name service told, the network refuses service.
     rt.block_on(modem.set_registration(Registration::Searching))
@@ -555,8 +560,13 @@ fn modem_plays_the_network_for_a_scripted_watch() {
         dev.expect("565\r\n"),
         "\r\nOK\r\n\r\n+QIURC: \"dnsgip\",565\r\n"
     );
+    let refused = log.mark();
     say(&dev, b"AT+CGACT=1,1\r");
     assert_eq!(dev.expect("30\r\n"), "\r\n+CME ERROR: 30\r\n");
+    assert!(!log
+        .since(refused)
+        .iter()
+        .any(|r| matches!(r.value, CellEvent::DataAttached { .. })));
     say(&dev, b"AT+CMGS=\"+491701234567\"\r");
     assert_eq!(dev.expect("\r\nERROR\r\n"), "\r\nERROR\r\n");
     assert!(rt.block_on(modem.call_watch("+4930555")).is_err());

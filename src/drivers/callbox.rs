@@ -426,13 +426,11 @@ enum WireEvent {
 /// | `{"event":"call_ended"}` | [`CellEvent::CallEnded`] |
 /// | `{"event":"far_end","number":"+49…","answer":"answer"}` | [`CellEvent::FarEnd`] (`answer`, `reject`, `ring`) |
 /// | `{"event":"dns_query","host":"…","answer":"1.2.3.4"}` | [`CellEvent::DnsQuery`] (`answer` may be null or absent) |
-/// | `{"event":"data_attached","apn":"internet"}` | [`CellEvent::AtCommand`] with a line starting `AT+CGACT=1` (see below) |
+/// | `{"event":"data_attached","apn":"internet"}` | [`CellEvent::DataAttached`] (`apn` may be absent) |
 ///
 /// Fields not listed are ignored. `data_attached` (the watch's packet-data
-/// connection is up) is logged as the `AT+CGACT=1` record the virtual modem logs
-/// when the watch activates its data context, with a note that the network reported
-/// it: the device strategy recognises an attached watch by that record on both
-/// backends.
+/// connection is up) is what the device strategy waits for before it expects the
+/// watch on its backend, as the virtual modem reports it on `AT+CGACT=1`.
 pub fn parse_event(line: &str) -> Result<CellEvent, String> {
     let wire: WireEvent = serde_json::from_str(line).map_err(|e| e.to_string())?;
     Ok(match wire {
@@ -453,14 +451,7 @@ pub fn parse_event(line: &str) -> Result<CellEvent, String> {
             })?,
         },
         WireEvent::DnsQuery { host, answer } => CellEvent::DnsQuery { host, answer },
-        WireEvent::DataAttached { apn } => CellEvent::AtCommand {
-            line: match apn {
-                Some(apn) => format!(
-                    "AT+CGACT=1 (reported by the callbox: data connection up, APN {apn})"
-                ),
-                None => "AT+CGACT=1 (reported by the callbox: data connection up)".into(),
-            },
-        },
+        WireEvent::DataAttached { apn } => CellEvent::DataAttached { apn },
     })
 }
 
@@ -493,6 +484,7 @@ fn bound_fields(ev: &mut CellEvent) -> usize {
             v
         }
         CellEvent::AtCommand { line } => vec![line],
+        CellEvent::DataAttached { apn } => apn.as_mut().into_iter().collect(),
         CellEvent::WatchHungUp | CellEvent::CallEnded | CellEvent::Registration { .. } => {
             Vec::new()
         }
@@ -1298,7 +1290,7 @@ mod tests {
         );
         assert!(matches!(
             parse_event(r#"{"event":"data_attached"}"#),
-            Ok(CellEvent::AtCommand { line }) if line.starts_with("AT+CGACT=1")
+            Ok(CellEvent::DataAttached { apn: None })
         ));
         for bad in [
             "",

@@ -204,6 +204,11 @@ pub enum CellEvent {
     Registration {
         state: Registration,
     },
+    /// The network activated the watch's packet-data connection (the virtual modem
+    /// on a successful `AT+CGACT=1`; a callbox when its adapter reports it).
+    DataAttached {
+        apn: Option<String>,
+    },
     /// The watch asked the network to resolve a name.
     DnsQuery {
         host: String,

@@ -380,6 +380,7 @@ impl ModemCore {
             ("+CGACT", a) => match a.strip_prefix('=').map(|v| v.trim()) {
                 Some("1,1") | Some("1") if is_registered(self.registration) => {
                     self.pdp_active = true;
+                    fx.events.push(CellEvent::DataAttached { apn: None });
                     fx.ok();
                 }
                 Some("1,1") | Some("1") => fx.cme(30),
