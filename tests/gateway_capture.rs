@@ -407,7 +407,8 @@ async fn injected_latency_is_within_ten_percent_of_the_setting() {
 async fn personal_data_in_clear_text_flows_is_found_with_where_it_was() {
     use redrig::gateway::pii::{PiiKind, PiiNeedles};
     let dir = tempfile::tempdir().unwrap();
-    let gw = gateway(tcp_echo().await, Clock::start(1000.0), dir.path()).await;
+    let clock = Clock::start(1000.0);
+    let gw = gateway(tcp_echo().await, clock, dir.path()).await;
     let addr = gw.resolve(HOST).unwrap();
     let mut s = TcpStream::connect((addr, PORT)).await.unwrap();
     // A position report as the watch protocol carries it, and a settings frame.
@@ -429,7 +430,7 @@ async fn personal_data_in_clear_text_flows_is_found_with_where_it_was() {
         imeis: vec!["861234567890127".into()],
         other: vec![],
     };
-    let found = gw.scan_cleartext(needles(52.520008), 20).await.unwrap();
+    let found = gw.scan_cleartext(needles(52.520008), 0, 20).await.unwrap();
     let kinds = |dir: Dir| -> BTreeSet<String> {
         found
             .iter()
@@ -453,7 +454,13 @@ async fn personal_data_in_clear_text_flows_is_found_with_where_it_was() {
     assert_eq!((pos.flow, pos.host.as_str(), pos.port), (1, HOST, PORT));
     assert!(pos.finding.excerpt.contains("52.520100"), "{pos:?}");
     // 5 km away from what was fed: not the wearer's position.
-    let far = gw.scan_cleartext(needles(52.565), 20).await.unwrap();
+    let far = gw.scan_cleartext(needles(52.565), 0, 20).await.unwrap();
+    // Flows opened before `since` are not this scan's business.
+    let later = gw
+        .scan_cleartext(needles(52.520008), clock.now() + 1, 20)
+        .await
+        .unwrap();
+    assert!(later.is_empty(), "{later:#?}");
     assert!(
         far.iter().all(|f| f.finding.kind != PiiKind::Position),
         "{far:#?}"

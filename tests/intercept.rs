@@ -195,6 +195,9 @@ async fn a_validating_client_refuses_both_forged_certificates_and_sends_nothing(
             assert_eq!(o.plaintext_up, 0);
             assert!(!o.exposed());
             assert_eq!(o.certificate, cert);
+            // Classified like any flow: a TLS client and the name it asked for.
+            let s = gw.summaries().pop().unwrap();
+            assert_eq!(s.tls.and_then(|t| t.sni).as_deref(), Some(HOST));
             gw.shutdown().await.unwrap();
             // The attacker's CA is part of the evidence.
             assert!(std::fs::read_to_string(dir.path().join("attacker-ca.pem"))

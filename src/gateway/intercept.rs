@@ -23,7 +23,7 @@
 //! to `flow-<id>-up.plain` / `flow-<id>-down.plain`; the outcome to the flow summary
 //! ([`Interception`]) and a [`super::FlowEvent::Intercepted`] event.
 
-use super::{Dir, FlowEvent, FlowSummary, Shared, CHUNK};
+use super::{Dir, FlowEvent, FlowSummary, Shared, CHUNK, SNIFF_LIMIT};
 use crate::drivers::backend_http::AnyServer;
 use crate::error::{RigError, RigResult};
 use crate::wire::watchproto;
@@ -414,6 +414,9 @@ impl Shared {
         // Plaintext from the watch waiting for the upstream leg.
         let mut to_upstream: Vec<u8> = Vec::new();
         let mut accepted = false;
+        // The ClientHello, for the flow's classification like any other flow.
+        let mut hello = Vec::new();
+        let mut classified = false;
         let mut watch_eof = false;
         loop {
             // 1. Send whatever TLS records rustls has for the watch.
@@ -456,28 +459,19 @@ impl Shared {
                 }
             }
             // 2. Plaintext from the watch.
-            loop {
-                match conn.reader().read(&mut plain) {
-                    Ok(0) => {
-                        watch_eof = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        let chunk = Bytes::copy_from_slice(&plain[..n]);
-                        let _ = self
-                            .writer
-                            .append(&format!("flow-{id}-up.plain"), chunk.clone())
-                            .await;
-                        upd(summary, |i| i.plaintext_up += n as u64);
-                        self.emit_decoded(id, summary, Dir::Up, up_dec.push(&chunk))
-                            .await;
-                        if upstream_leg.is_some() && to_upstream.len() < PLAIN_BACKLOG {
-                            to_upstream.extend_from_slice(&chunk);
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => return format!("reset: TLS read: {e}"),
-                }
+            match self
+                .drain_plaintext(
+                    id,
+                    summary,
+                    &mut conn,
+                    &mut plain,
+                    &mut up_dec,
+                    upstream_leg.is_some().then_some(&mut to_upstream),
+                )
+                .await
+            {
+                Ok(eof) => watch_eof |= eof,
+                Err(e) => return format!("reset: TLS read: {e}"),
             }
             if let Some(u) = upstream_leg.as_mut() {
                 if !to_upstream.is_empty() {
@@ -544,6 +538,24 @@ impl Shared {
                     }
                     self.capture(id, Dir::Up, &chunk).await;
                     summary.lock().unwrap().bytes_up += n as u64;
+                    if !classified {
+                        let take = (SNIFF_LIMIT - hello.len()).min(chunk.len());
+                        hello.extend_from_slice(&chunk[..take]);
+                        let sniff = super::sniff_client_hello(&hello);
+                        let protocol = super::protocol_of(&sniff).or_else(|| {
+                            (hello.len() >= SNIFF_LIMIT).then(|| {
+                                super::protocol_of(&super::Sniff::Tls(Err(
+                                    "ClientHello not complete in the first 64 KiB".into(),
+                                )))
+                            })?
+                        });
+                        if let Some(p) = protocol {
+                            classified = true;
+                            hello = Vec::new();
+                            summary.lock().unwrap().set_protocol(p.clone());
+                            self.record(FlowEvent::Detected { id, protocol: p }).await;
+                        }
+                    }
                     let mut rd: &[u8] = &chunk;
                     while !rd.is_empty() {
                         if let Err(e) = conn.read_tls(&mut rd) {
@@ -575,27 +587,19 @@ impl Shared {
                             return format!("closed: {reason}");
                         }
                         // Drain plaintext so that rustls' buffer never fills.
-                        loop {
-                            match conn.reader().read(&mut plain) {
-                                Ok(0) => {
-                                    watch_eof = true;
-                                    break;
-                                }
-                                Ok(m) => {
-                                    let p = Bytes::copy_from_slice(&plain[..m]);
-                                    let _ = self
-                                        .writer
-                                        .append(&format!("flow-{id}-up.plain"), p.clone())
-                                        .await;
-                                    upd(summary, |i| i.plaintext_up += m as u64);
-                                    self.emit_decoded(id, summary, Dir::Up, up_dec.push(&p))
-                                        .await;
-                                    if upstream_leg.is_some() && to_upstream.len() < PLAIN_BACKLOG {
-                                        to_upstream.extend_from_slice(&p);
-                                    }
-                                }
-                                Err(_) => break,
-                            }
+                        match self
+                            .drain_plaintext(
+                                id,
+                                summary,
+                                &mut conn,
+                                &mut plain,
+                                &mut up_dec,
+                                upstream_leg.is_some().then_some(&mut to_upstream),
+                            )
+                            .await
+                        {
+                            Ok(eof) => watch_eof |= eof,
+                            Err(e) => return format!("reset: TLS read: {e}"),
                         }
                     }
                 }
@@ -621,6 +625,42 @@ impl Shared {
                         return format!("reset: TLS write: {e}");
                     }
                 }
+            }
+        }
+    }
+
+    /// Move the application data rustls has decrypted from the watch into the
+    /// evidence, the frame decoder and (man in the middle) the upstream backlog.
+    /// `Ok(true)` when the watch has closed its side cleanly.
+    async fn drain_plaintext(
+        &self,
+        id: u64,
+        summary: &Arc<Mutex<FlowSummary>>,
+        conn: &mut rustls::ServerConnection,
+        plain: &mut [u8],
+        decoder: &mut watchproto::Decoder,
+        mut backlog: Option<&mut Vec<u8>>,
+    ) -> std::io::Result<bool> {
+        loop {
+            match conn.reader().read(plain) {
+                Ok(0) => return Ok(true),
+                Ok(n) => {
+                    let chunk = Bytes::copy_from_slice(&plain[..n]);
+                    let _ = self
+                        .writer
+                        .append(&format!("flow-{id}-up.plain"), chunk.clone())
+                        .await;
+                    upd(summary, |i| i.plaintext_up += n as u64);
+                    self.emit_decoded(id, summary, Dir::Up, decoder.push(&chunk))
+                        .await;
+                    if let Some(b) = backlog.as_deref_mut() {
+                        if b.len() < PLAIN_BACKLOG {
+                            b.extend_from_slice(&chunk);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
             }
         }
     }

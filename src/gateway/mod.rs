@@ -1033,14 +1033,19 @@ impl Shared {
             }
         };
         self.capture_close(id, end.starts_with("reset")).await;
+        self.writer.close(&format!("flow-{id}-up.bin")).await;
+        self.writer.close(&format!("flow-{id}-down.bin")).await;
+        self.finish_flow(id, &summary, end).await;
+    }
+
+    /// Stamp a flow's end in its summary and record it.
+    async fn finish_flow(&self, id: u64, summary: &Arc<Mutex<FlowSummary>>, end: String) {
         let (bytes_up, bytes_down) = {
             let mut s = summary.lock().unwrap();
             s.closed_t = Some(self.clock.now());
             s.end = Some(end);
             (s.bytes_up, s.bytes_down)
         };
-        self.writer.close(&format!("flow-{id}-up.bin")).await;
-        self.writer.close(&format!("flow-{id}-down.bin")).await;
         self.record(FlowEvent::Closed {
             id,
             bytes_up,
@@ -1794,12 +1799,14 @@ impl Gateway {
         }
     }
 
-    /// Personal data in the clear-text flows, both directions (see [`pii`]): waits
-    /// until pending evidence is written, then scans each flow's files on a blocking
-    /// thread. At most `max` findings per flow and direction.
+    /// Personal data in the clear-text flows opened at or after device time `since`,
+    /// both directions (see [`pii`]): waits until pending evidence is written, then
+    /// scans each flow's files on a blocking thread. At most `max` findings per flow
+    /// and direction.
     pub async fn scan_cleartext(
         &self,
         needles: pii::PiiNeedles,
+        since: DeviceMs,
         max: usize,
     ) -> RigResult<Vec<CleartextFinding>> {
         self.shared.writer.flush().await?;
@@ -1807,7 +1814,7 @@ impl Gateway {
         let flows: Vec<FlowSummary> = self
             .summaries()
             .into_iter()
-            .filter(|s| !matches!(s.protocol, FlowProtocol::Tls(_)))
+            .filter(|s| s.opened_t >= since && !matches!(s.protocol, FlowProtocol::Tls(_)))
             .collect();
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();

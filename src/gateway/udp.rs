@@ -246,7 +246,7 @@ impl Shared {
             tokio::select! {
                 d = rx_up.recv() => {
                     let Some(d) = d else { break "closed".into() };
-                    self.udp_datagram(id, &summary, Dir::Up, peer, local, &d).await;
+                    self.udp_datagram(id, &summary, peer, local, &d).await;
                     if let Some(s) = &up_sock {
                         let _ = s.send(&d).await;
                     }
@@ -270,33 +270,21 @@ impl Shared {
                 _ = closing_rx.changed() => break "closed: rig shutting down".into(),
             }
         };
-        let (bytes_up, bytes_down) = {
-            let mut s = summary.lock().unwrap();
-            s.closed_t = Some(self.clock.now());
-            s.end = Some(end);
-            (s.bytes_up, s.bytes_down)
-        };
-        self.record(FlowEvent::Closed {
-            id,
-            bytes_up,
-            bytes_down,
-        })
-        .await;
+        self.finish_flow(id, &summary, end).await;
     }
 
-    /// A datagram from the watch: evidence, count, capture.
+    /// A datagram from the watch (`src`) to `dst`: evidence, count, capture.
     async fn udp_datagram(
         &self,
         id: u64,
         summary: &Arc<Mutex<FlowSummary>>,
-        dir: Dir,
         src: SocketAddrV4,
         dst: SocketAddrV4,
         d: &[u8],
     ) {
         let _ = self
             .writer
-            .append(&format!("flow-{id}-{}.bin", dir.name()), framed(d))
+            .append(&format!("flow-{id}-up.bin"), framed(d))
             .await;
         summary.lock().unwrap().bytes_up += d.len() as u64;
         self.capture_udp(src, dst, true, d).await;

@@ -133,15 +133,23 @@ fn personal_data(world: &RigWorld) -> crate::gateway::pii::PiiNeedles {
 
 #[then("no captured traffic contains the watch's position, phone numbers or IMEI in clear text")]
 async fn no_cleartext_personal_data(world: &mut RigWorld) -> StepResult {
-    let flows = world.rig().gateway.summaries();
+    // This scenario's traffic only: earlier scenarios' flows are theirs.
+    let since = world.started;
+    let flows: Vec<_> = world
+        .rig()
+        .gateway
+        .summaries()
+        .into_iter()
+        .filter(|f| f.opened_t >= since)
+        .collect();
     world.measure("flows captured", flows.len() as f64, "flows", None);
     if flows.is_empty() {
-        return rig_fail("the gateway captured no traffic at all; nothing to judge");
+        return rig_fail("the gateway captured no traffic in this scenario; nothing to judge");
     }
     let found = world
         .rig()
         .gateway
-        .scan_cleartext(personal_data(world), 20)
+        .scan_cleartext(personal_data(world), since, 20)
         .await?;
     world.measure(
         "personal data found in clear text",
@@ -190,12 +198,19 @@ async fn all_tls(world: &mut RigWorld) -> StepResult {
         .device_endpoint
         .host
         .clone();
+    // This scenario's connections on which the watch sent something (a connection
+    // cut before its first byte was neither TLS nor clear text).
+    let since = world.started;
     let flows: Vec<_> = world
         .rig()
         .gateway
         .summaries()
         .into_iter()
-        .filter(|f| f.host == host)
+        .filter(|f| {
+            f.host == host
+                && f.opened_t >= since
+                && f.protocol != crate::gateway::FlowProtocol::Undetermined
+        })
         .collect();
     if flows.is_empty() {
         return rig_fail(format!("no connection to {host} was captured"));
