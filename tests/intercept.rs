@@ -372,6 +372,16 @@ async fn relayed_tls_is_classified_from_the_server_hello_and_certificate() {
             .unwrap();
         let s = gw.summaries().pop().unwrap();
         assert_eq!(s.intercept, None);
+        gw.shutdown().await.unwrap();
+        // The summary with the server's side is in the evidence too.
+        let written: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(redrig::gateway::SUMMARY_FILE)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            written["flows"][0]["server_tls"]["version"].as_u64(),
+            Some(name as u64)
+        );
         let server = s.server_tls.clone().unwrap_or_else(|| panic!("{s:?}"));
         assert_eq!(server.version, name);
         assert!(server.cipher_suite_name().is_some(), "{server:?}");
@@ -383,6 +393,5 @@ async fn relayed_tls_is_classified_from_the_server_hello_and_certificate() {
             }
             _ => assert_eq!(server.certificate, None, "TLS 1.3 encrypts it"),
         }
-        gw.shutdown().await.unwrap();
     }
 }

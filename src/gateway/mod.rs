@@ -87,6 +87,8 @@ const CHUNK: usize = 16 * 1024;
 const MAX_IN_FLIGHT: usize = 4 * 1024 * 1024;
 /// The capture file in the evidence directory.
 pub const PCAP_FILE: &str = "gateway.pcap";
+/// Every flow's summary, written at shutdown.
+pub const SUMMARY_FILE: &str = "flow-summaries.json";
 /// Longest text of a frame in a [`FlowEvent::Frame`].
 const FRAME_TEXT_MAX: usize = 4096;
 
@@ -1888,6 +1890,19 @@ impl Gateway {
             self.shared
                 .note("shutdown: flows still open after 5 s".into());
         }
+        // Every flow's classification, for the reports (the events are in
+        // flows.jsonl as they happened).
+        let summaries = serde_json::json!({
+            "flows": self.summaries(),
+            "evicted": self.shared.summaries_evicted.load(Ordering::Relaxed),
+        });
+        let mut text = serde_json::to_string_pretty(&summaries)
+            .map_err(|e| RigError::Other(format!("flow summaries: {e}")))?;
+        text.push('\n');
+        self.shared
+            .writer
+            .append(SUMMARY_FILE, text.into_bytes())
+            .await?;
         self.shared.writer.flush().await
     }
 }
