@@ -281,6 +281,18 @@ async fn udp_is_relayed_recorded_and_captured() {
         .expect("a UDP association");
     assert_eq!((s.host.as_str(), s.port), (HOST, PORT));
     assert_eq!((s.bytes_up, s.bytes_down), (16, 16));
+    // Coverage lost: the association ends and says so.
+    gw.set_coverage(false);
+    gw.flows()
+        .wait_for(
+            redrig::drivers::Mark(0),
+            20_000.0,
+            |e| matches!(e, FlowEvent::Closed { id, .. } if *id == s.id),
+        )
+        .await
+        .expect("the association's end is recorded");
+    let ended = gw.summaries().into_iter().find(|x| x.id == s.id).unwrap();
+    assert_eq!(ended.end.as_deref(), Some("reset by the network"));
     gw.shutdown().await.unwrap();
     let up = std::fs::read(dir.path().join(format!("flow-{}-up.bin", s.id))).unwrap();
     assert_eq!(up, b"\x00\x08ping one\x00\x08ping two");

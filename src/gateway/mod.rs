@@ -1773,34 +1773,6 @@ impl Gateway {
         self.shared.coverage.load(Ordering::SeqCst)
     }
 
-    /// Whether `needle` occurs in the bytes of any flow that is not TLS, either
-    /// direction. Waits until pending evidence is written, then searches the flow
-    /// files in bounded chunks (a blocking thread does the reading).
-    pub async fn search_cleartext(&self, needle: &[u8]) -> RigResult<bool> {
-        self.shared.writer.flush().await?;
-        let files = self.cleartext_files();
-        let needle = needle.to_vec();
-        tokio::task::spawn_blocking(move || files_contain(&files, &needle))
-            .await
-            .map_err(|e| RigError::Other(format!("clear-text search: {e}")))?
-    }
-
-    /// [`Gateway::search_cleartext`] for synchronous callers. On a multi-thread
-    /// runtime the waiting is done with `block_in_place` (the worker hands its other
-    /// tasks over); on a current-thread runtime it blocks that thread.
-    pub fn cleartext_contains(&self, needle: &[u8]) -> RigResult<bool> {
-        let work = || -> RigResult<bool> {
-            self.shared.writer.flush_blocking()?;
-            files_contain(&self.cleartext_files(), needle)
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(work)
-            }
-            _ => work(),
-        }
-    }
-
     /// Personal data in the clear-text flows opened at or after device time `since`,
     /// both directions (see [`pii`]): waits until pending evidence is written, then
     /// scans each flow's files on a blocking thread. At most `max` findings per flow
@@ -1841,20 +1813,6 @@ impl Gateway {
         })
         .await
         .map_err(|e| RigError::Other(format!("clear-text scan: {e}")))?
-    }
-
-    fn cleartext_files(&self) -> Vec<PathBuf> {
-        let d = self.shared.writer.dir().to_path_buf();
-        self.summaries()
-            .into_iter()
-            .filter(|s| !matches!(s.protocol, FlowProtocol::Tls(_)))
-            .flat_map(|s| {
-                [
-                    d.join(format!("flow-{}-up.bin", s.id)),
-                    d.join(format!("flow-{}-down.bin", s.id)),
-                ]
-            })
-            .collect()
     }
 
     /// Evidence problems so far (a rig failure, not a device verdict).
@@ -1904,43 +1862,6 @@ impl Gateway {
             .append(SUMMARY_FILE, text.into_bytes())
             .await?;
         self.shared.writer.flush().await
-    }
-}
-
-fn files_contain(files: &[PathBuf], needle: &[u8]) -> RigResult<bool> {
-    for f in files {
-        if file_contains(f, needle)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-fn file_contains(path: &Path, needle: &[u8]) -> RigResult<bool> {
-    use std::io::Read;
-    if needle.is_empty() {
-        return Ok(true);
-    }
-    let mut f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(RigError::Other(format!("{}: {e}", path.display()))),
-    };
-    let mut window: Vec<u8> = Vec::with_capacity(needle.len() + 64 * 1024);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| RigError::Other(format!("{}: {e}", path.display())))?;
-        if n == 0 {
-            return Ok(false);
-        }
-        window.extend_from_slice(&buf[..n]);
-        if window.windows(needle.len()).any(|w| w == needle) {
-            return Ok(true);
-        }
-        let keep = needle.len().saturating_sub(1).min(window.len());
-        window.drain(..window.len() - keep);
     }
 }
 
@@ -2005,18 +1926,5 @@ mod tests {
         assert!(BaseUrl::parse("ftp://x").is_err());
         assert!(BaseUrl::parse("https://:80").is_err());
         assert!(BaseUrl::parse("https://x:port").is_err());
-    }
-
-    #[test]
-    fn search_spans_chunk_boundaries() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f.bin");
-        let mut data = vec![b'a'; 64 * 1024 - 3];
-        data.extend_from_slice(b"SECRET");
-        data.extend(vec![b'b'; 1000]);
-        std::fs::write(&p, &data).unwrap();
-        assert!(file_contains(&p, b"SECRET").unwrap());
-        assert!(!file_contains(&p, b"SECRETS").unwrap());
-        assert!(!file_contains(&dir.path().join("none"), b"x").unwrap());
     }
 }

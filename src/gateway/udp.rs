@@ -82,14 +82,13 @@ impl Shared {
         loop {
             let got = tokio::select! {
                 r = sock.recv_from(&mut buf) => r,
+                // Each association sees the reset or the closing itself and records
+                // its end; here they are only forgotten.
                 _ = reset_rx.changed() => {
-                    for (_, a) in assocs.drain() { a.task.abort(); }
+                    assocs.clear();
                     continue;
                 }
-                _ = closing_rx.changed() => {
-                    for (_, a) in assocs.drain() { a.task.abort(); }
-                    return;
-                }
+                _ = closing_rx.changed() => return,
             };
             let (n, peer) = match got {
                 Ok(x) => x,
@@ -105,13 +104,10 @@ impl Shared {
                 continue; // no network: the datagram is lost
             }
             let now = self.clock.now();
+            // An idle association ends by itself (and records it); forget it here.
             assocs.retain(|_, a| {
-                let alive = !a.task.is_finished()
-                    && now.saturating_sub(a.last_seen.load(Ordering::Relaxed)) < UDP_IDLE_MS;
-                if !alive {
-                    a.task.abort();
-                }
-                alive
+                !a.task.is_finished()
+                    && now.saturating_sub(a.last_seen.load(Ordering::Relaxed)) < UDP_IDLE_MS
             });
             if !assocs.contains_key(&peer) {
                 if assocs.len() >= MAX_ASSOCIATIONS {
