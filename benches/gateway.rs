@@ -19,16 +19,17 @@
 //! `--bench`) are ignored. Without `socat` on the PATH its column is skipped. The
 //! figures are also written as JSON to `<target dir>/bench-gateway.json`.
 
+mod support;
 use redrig::clock::Clock;
 use redrig::drivers::NameService;
 use redrig::gateway::{Gateway, GatewaySpec, HostRoute, SINKHOLE_PORTS};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::{percentile, target_dir};
 
 const ECHO_HOST: &str = "echo.bench.example";
 const SINK_HOST: &str = "sink.bench.example";
@@ -190,25 +191,6 @@ fn socat_installed() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
-}
-
-/// The target directory: the first ancestor of this executable holding Cargo's
-/// `CACHEDIR.TAG` (`target/release/deps/<bench>` → `target`).
-fn target_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            exe.ancestors()
-                .find(|d| d.join("CACHEDIR.TAG").is_file())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn env_count(name: &str, default: usize, max: usize) -> usize {

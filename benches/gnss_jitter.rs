@@ -14,15 +14,16 @@
 //! Arguments (`cargo bench` passes `--bench`) are ignored. The figures are also
 //! written as JSON to `<target dir>/bench-gnss-jitter.json`.
 
+mod support;
 use redrig::clock::Clock;
 use redrig::drivers::gnss::{GnssOptions, SerialGnss};
 use redrig::drivers::Gnss;
 use redrig::gnss::scene::GnssChange;
 use redrig::wire::nmea::Talker;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::{percentile, target_dir};
 
 const RATE_HZ: u32 = 10;
 const BAUD: u32 = 115_200;
@@ -63,25 +64,6 @@ fn stamp_rmc(master: OwnedFd, want: usize) -> Vec<Instant> {
         }
     }
     stamps
-}
-
-/// The target directory: the first ancestor of this executable holding Cargo's
-/// `CACHEDIR.TAG` (`target/release/deps/<bench>` → `target`).
-fn target_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            exe.ancestors()
-                .find(|d| d.join("CACHEDIR.TAG").is_file())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn main() {

@@ -50,12 +50,7 @@ async fn coverage_gap(world: &mut RigWorld, minutes: u32) -> StepResult {
 
 #[then(expr = "the positions taken while out of coverage reach the backend within {int} seconds")]
 async fn backfilled(world: &mut RigWorld, secs: u32) -> StepResult {
-    let Some((start, end)) = world
-        .scratch
-        .get("coverage_gap")
-        .and_then(|s| s.split_once(','))
-        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
-    else {
+    let Some((start, end)) = scratch_pair::<u64>(world, "coverage_gap") else {
         return rig_fail("no coverage gap was made before this step");
     };
     let interval_s: Option<u64> = world

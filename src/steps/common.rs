@@ -250,6 +250,12 @@ pub fn record_time(v: &Value) -> Option<u64> {
     v["received_t"].as_u64().or_else(|| v["t"].as_u64())
 }
 
+/// A pair `A,B` an earlier step left in the scenario's scratch values.
+pub fn scratch_pair<T: std::str::FromStr>(world: &RigWorld, key: &str) -> Option<(T, T)> {
+    let (a, b) = world.scratch.get(key)?.split_once(',')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
 /// Fail with the device if `ok` is false.
 pub fn ensure_device(ok: bool, msg: impl FnOnce() -> String) -> Result<(), StepFail> {
     if ok {

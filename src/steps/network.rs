@@ -292,12 +292,7 @@ async fn forged_position(world: &mut RigWorld, lat: f64, lon: f64) -> StepResult
 
 #[then(expr = "the parent does not see the forged position within {int} seconds")]
 async fn forged_not_seen(world: &mut RigWorld, secs: u32) -> StepResult {
-    let Some((lat, lon)) = world
-        .scratch
-        .get("forged")
-        .and_then(|s| s.split_once(','))
-        .and_then(|(a, b)| Some((a.parse::<f64>().ok()?, b.parse::<f64>().ok()?)))
-    else {
+    let Some((lat, lon)) = scratch_pair::<f64>(world, "forged") else {
         return rig_fail("no forged position was sent before this step");
     };
     world.clock().sleep(secs as f64).await;
