@@ -179,6 +179,15 @@ fn instrument_error(e: RigError) -> String {
     }
 }
 
+/// Every event the backend logged so far.
+fn events(cell: &dyn Cellular) -> Vec<CellEvent> {
+    cell.log()
+        .since(Mark(0))
+        .into_iter()
+        .map(|r| r.value)
+        .collect()
+}
+
 async fn wait_event(cell: &dyn Cellular, pred: impl FnMut(&CellEvent) -> bool) -> CellEvent {
     cell.log()
         .wait_for(Mark(0), 20.0, pred)
@@ -230,12 +239,7 @@ async fn each_action_runs_its_argv_with_the_values_as_single_verbatim_arguments(
     assert!(!pwned.exists(), "the SMS text was run by a shell");
 
     // The rig's side is in the log, as the virtual modem logs it.
-    let logged: Vec<CellEvent> = cell
-        .log()
-        .since(Mark(0))
-        .into_iter()
-        .map(|r| r.value)
-        .collect();
+    let logged = events(cell.as_ref());
     assert_eq!(
         logged,
         vec![
@@ -433,12 +437,7 @@ async fn event_lines_become_cell_events_stamped_on_receipt() {
             apn: Some("internet".into())
         }
     );
-    let all: Vec<CellEvent> = cell
-        .log()
-        .since(Mark(0))
-        .into_iter()
-        .map(|r| r.value)
-        .collect();
+    let all = events(cell.as_ref());
     assert_eq!(all.len(), 6, "{all:?}");
     assert_eq!(
         all[0],
@@ -517,12 +516,7 @@ async fn garbage_and_an_overlong_event_line_are_noted_and_skipped() {
         }
     );
     // Nothing else became an event; the long text was cut to the field limit.
-    let all: Vec<CellEvent> = cell
-        .log()
-        .since(Mark(0))
-        .into_iter()
-        .map(|r| r.value)
-        .collect();
+    let all = events(cell.as_ref());
     assert_eq!(
         all[0],
         CellEvent::SmsFromWatch {

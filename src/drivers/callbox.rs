@@ -455,6 +455,22 @@ pub fn parse_event(line: &str) -> Result<CellEvent, String> {
     })
 }
 
+/// Read `r` to its end as lines of at most [`MAX_EVENT_LINE`] bytes, handing each
+/// line and the bytes cut from it to `on_line`.
+fn read_lines(r: &mut impl Read, mut on_line: impl FnMut(&[u8], u64)) {
+    let mut split = LineSplitter::new(MAX_EVENT_LINE);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => split.feed(&buf[..n], &mut on_line),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    split.finish(&mut on_line);
+}
+
 /// Cut `s` to at most `max` bytes at a character boundary; returns the bytes cut.
 fn cut_field(s: &mut String, max: usize) -> usize {
     if s.len() <= max {
@@ -1001,18 +1017,7 @@ impl CallboxCellular {
                 std::thread::Builder::new()
                     .name("callbox events".into())
                     .spawn(move || {
-                        let mut split = LineSplitter::new(MAX_EVENT_LINE);
-                        let mut on_line = |l: &[u8], d: u64| i.on_event_line(l, d);
-                        let mut buf = vec![0u8; 16 * 1024];
-                        loop {
-                            match out.read(&mut buf) {
-                                Ok(0) => break,
-                                Ok(n) => split.feed(&buf[..n], &mut on_line),
-                                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                                Err(_) => break,
-                            }
-                        }
-                        split.finish(&mut on_line);
+                        read_lines(&mut out, |l, d| i.on_event_line(l, d));
                         i.events_ended();
                     })
                     .map_err(|e| RigError::instrument("cellular", format!("events thread: {e}")))?,
@@ -1024,25 +1029,14 @@ impl CallboxCellular {
                 std::thread::Builder::new()
                     .name("callbox events stderr".into())
                     .spawn(move || {
-                        let mut split = LineSplitter::new(MAX_EVENT_LINE);
-                        let mut on_line = |l: &[u8], d: u64| {
+                        read_lines(&mut err, |l, d| {
                             let more = if d > 0 {
                                 format!(" (+{d} bytes not kept)")
                             } else {
                                 String::new()
                             };
                             i.write(&format!("events-err {}{more}", escape_bytes(l)));
-                        };
-                        let mut buf = vec![0u8; 8 * 1024];
-                        loop {
-                            match err.read(&mut buf) {
-                                Ok(0) => break,
-                                Ok(n) => split.feed(&buf[..n], &mut on_line),
-                                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                                Err(_) => break,
-                            }
-                        }
-                        split.finish(&mut on_line);
+                        });
                     })
                     .map_err(|e| {
                         RigError::instrument("cellular", format!("events stderr thread: {e}"))
