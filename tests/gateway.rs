@@ -1,57 +1,19 @@
 //! The cell gateway against real sockets: relaying, sinkholes, TLS detection,
 //! clear-text search, coverage loss and watch-protocol frames.
 
+#[path = "support/gateway.rs"]
+mod gw;
+use gw::{start_gateway, tcp_echo, HOST, PORT};
 use redrig::clock::Clock;
 use redrig::drivers::NameService;
-use redrig::gateway::{
-    Dir, FlowEvent, FlowProtocol, Gateway, GatewaySpec, HostRoute, SINKHOLE_PORTS,
-};
-use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr};
+use redrig::gateway::{Dir, FlowEvent, FlowProtocol, Gateway, SINKHOLE_PORTS};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-const DEVICE_HOST: &str = "watch.kidcloud.example";
-const DEVICE_PORT: u16 = 6443;
 /// Generous device-time limit for waits (the clock runs 1000x).
 const WAIT: f64 = 20_000.0;
-
-/// An upstream that echoes everything back.
-async fn echo_server() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
-
-async fn gateway(upstream: Option<SocketAddr>, evidence: &std::path::Path) -> Arc<Gateway> {
-    let mut hosts = vec![];
-    if let Some(u) = upstream {
-        hosts.push(HostRoute {
-            host: DEVICE_HOST.into(),
-            relay_ports: BTreeSet::from([DEVICE_PORT]),
-            upstream: Some(u.to_string()),
-        });
-    }
-    Gateway::start(GatewaySpec {
-        gateway: None,
-        hosts,
-        profile_ports: BTreeSet::from([DEVICE_PORT]),
-        sinkhole_ports: SINKHOLE_PORTS.to_vec(),
-        clock: Clock::start(1000.0),
-        evidence_dir: evidence.to_path_buf(),
-    })
-    .await
-    .unwrap()
-}
 
 fn id_of(ev: &FlowEvent) -> u64 {
     match ev {
@@ -105,15 +67,15 @@ fn sink_port(gw: &Gateway, addr: Ipv4Addr) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relays_to_the_upstream_and_records_the_flow() {
     let ev = tempfile::tempdir().unwrap();
-    let gw = gateway(Some(echo_server().await), ev.path()).await;
-    let addr = gw.resolve(DEVICE_HOST).unwrap();
+    let gw = start_gateway(Some(tcp_echo().await), Clock::start(1000.0), ev.path()).await;
+    let addr = gw.resolve(HOST).unwrap();
     assert_eq!(addr.octets()[0], 127);
     assert_ne!(addr, gw.address());
     // Same name, same address; case and a trailing dot do not matter.
     assert_eq!(gw.resolve("Watch.KidCloud.example."), Some(addr));
 
     let mark = gw.flows().mark();
-    let mut s = TcpStream::connect((addr, DEVICE_PORT)).await.unwrap();
+    let mut s = TcpStream::connect((addr, PORT)).await.unwrap();
     s.write_all(b"hello, cloud").await.unwrap();
     let mut back = [0u8; 12];
     s.read_exact(&mut back).await.unwrap();
@@ -134,7 +96,7 @@ async fn relays_to_the_upstream_and_records_the_flow() {
     else {
         unreachable!()
     };
-    assert_eq!((host.as_str(), port), (DEVICE_HOST, DEVICE_PORT));
+    assert_eq!((host.as_str(), port), (HOST, PORT));
     assert!(upstream.unwrap().starts_with("127.0.0.1:"));
     assert_eq!(closed(&gw, id).await, (12, 12));
 
@@ -156,7 +118,7 @@ async fn relays_to_the_upstream_and_records_the_flow() {
     assert!(
         jsonl
             .lines()
-            .any(|l| l.contains("\"opened\"") && l.contains(DEVICE_HOST)),
+            .any(|l| l.contains("\"opened\"") && l.contains(HOST)),
         "{jsonl}"
     );
     assert!(
@@ -170,8 +132,8 @@ async fn relays_to_the_upstream_and_records_the_flow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_host_gets_its_own_address_and_undeclared_hosts_are_sinkholed() {
     let ev = tempfile::tempdir().unwrap();
-    let gw = gateway(Some(echo_server().await), ev.path()).await;
-    let a = gw.resolve(DEVICE_HOST).unwrap();
+    let gw = start_gateway(Some(tcp_echo().await), Clock::start(1000.0), ev.path()).await;
+    let a = gw.resolve(HOST).unwrap();
     let b = gw.resolve("tracker.analytics.example").unwrap();
     let c = gw.resolve("203.0.113.7").unwrap(); // a literal address is a name too
     assert!(a != b && b != c && a != c);
@@ -179,7 +141,7 @@ async fn each_host_gets_its_own_address_and_undeclared_hosts_are_sinkholed() {
 
     // The undeclared host on the device port: accepted, recorded, never answered.
     let mark = gw.flows().mark();
-    let mut s = TcpStream::connect((b, DEVICE_PORT)).await.unwrap();
+    let mut s = TcpStream::connect((b, PORT)).await.unwrap();
     s.write_all(b"[3G*1234567890*0002*LK]").await.unwrap();
     let frame = gw
         .flows()
@@ -224,7 +186,7 @@ async fn each_host_gets_its_own_address_and_undeclared_hosts_are_sinkholed() {
     else {
         unreachable!()
     };
-    assert_eq!((host.as_str(), port, upstream), (DEVICE_HOST, p, None));
+    assert_eq!((host.as_str(), port, upstream), (HOST, p, None));
     drop(s);
     gw.shutdown().await.unwrap();
 }
@@ -232,7 +194,7 @@ async fn each_host_gets_its_own_address_and_undeclared_hosts_are_sinkholed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_client_hello_is_detected_with_sni_on_a_sinkhole() {
     let ev = tempfile::tempdir().unwrap();
-    let gw = gateway(None, ev.path()).await;
+    let gw = start_gateway(None, Clock::start(1000.0), ev.path()).await;
     let addr = gw.resolve("push.vendor.example").unwrap();
     let port = sink_port(&gw, addr);
     let mark = gw.flows().mark();
@@ -280,7 +242,7 @@ async fn tls_client_hello_is_detected_with_sni_on_a_sinkhole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clear_text_search_finds_what_the_watch_sent() {
     let ev = tempfile::tempdir().unwrap();
-    let gw = gateway(Some(echo_server().await), ev.path()).await;
+    let gw = start_gateway(Some(tcp_echo().await), Clock::start(1000.0), ev.path()).await;
     assert!(found(&gw, b"hunter2").await.is_empty());
     let addr = gw.resolve("leaky.example").unwrap();
     let mark = gw.flows().mark();
@@ -310,10 +272,10 @@ async fn clear_text_search_finds_what_the_watch_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coverage_loss_resets_flows_and_fails_resolution() {
     let ev = tempfile::tempdir().unwrap();
-    let gw = gateway(Some(echo_server().await), ev.path()).await;
-    let addr = gw.resolve(DEVICE_HOST).unwrap();
+    let gw = start_gateway(Some(tcp_echo().await), Clock::start(1000.0), ev.path()).await;
+    let addr = gw.resolve(HOST).unwrap();
     let mark = gw.flows().mark();
-    let mut s = TcpStream::connect((addr, DEVICE_PORT)).await.unwrap();
+    let mut s = TcpStream::connect((addr, PORT)).await.unwrap();
     s.write_all(b"ping").await.unwrap();
     let mut b = [0u8; 4];
     s.read_exact(&mut b).await.unwrap();
@@ -324,7 +286,7 @@ async fn coverage_loss_resets_flows_and_fails_resolution() {
         .unwrap();
 
     gw.set_coverage(false);
-    assert_eq!(gw.resolve(DEVICE_HOST), None);
+    assert_eq!(gw.resolve(HOST), None);
     assert_eq!(gw.resolve("new.example"), None);
     let err = s.read(&mut b).await.expect_err("the flow must be reset");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
@@ -335,7 +297,7 @@ async fn coverage_loss_resets_flows_and_fails_resolution() {
 
     // A connection made while there is no coverage is reset too (and recorded).
     let mark = gw.flows().mark();
-    if let Ok(mut s2) = TcpStream::connect((addr, DEVICE_PORT)).await {
+    if let Ok(mut s2) = TcpStream::connect((addr, PORT)).await {
         let _ = s2.write_all(b"x").await;
         assert!(matches!(s2.read(&mut b).await, Err(_) | Ok(0)));
     }
@@ -345,8 +307,8 @@ async fn coverage_loss_resets_flows_and_fails_resolution() {
         .unwrap();
 
     gw.set_coverage(true);
-    assert_eq!(gw.resolve(DEVICE_HOST), Some(addr));
-    let mut s3 = TcpStream::connect((addr, DEVICE_PORT)).await.unwrap();
+    assert_eq!(gw.resolve(HOST), Some(addr));
+    let mut s3 = TcpStream::connect((addr, PORT)).await.unwrap();
     s3.write_all(b"back").await.unwrap();
     s3.read_exact(&mut b).await.unwrap();
     assert_eq!(&b, b"back");
@@ -356,10 +318,10 @@ async fn coverage_loss_resets_flows_and_fails_resolution() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_protocol_frames_are_decoded_from_a_plain_flow_both_ways() {
     let ev = tempfile::tempdir().unwrap();
-    let gw = gateway(Some(echo_server().await), ev.path()).await;
-    let addr = gw.resolve(DEVICE_HOST).unwrap();
+    let gw = start_gateway(Some(tcp_echo().await), Clock::start(1000.0), ev.path()).await;
+    let addr = gw.resolve(HOST).unwrap();
     let mark = gw.flows().mark();
-    let mut s = TcpStream::connect((addr, DEVICE_PORT)).await.unwrap();
+    let mut s = TcpStream::connect((addr, PORT)).await.unwrap();
     // One frame split over two writes, then two frames in one write.
     s.write_all(b"[3G*1234567890*000A*LK,0,0").await.unwrap();
     s.flush().await.unwrap();
@@ -419,12 +381,12 @@ async fn a_dead_upstream_resets_the_watch_and_is_recorded() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let gw = gateway(Some(dead), ev.path()).await;
-    let addr = gw.resolve(DEVICE_HOST).unwrap();
+    let gw = start_gateway(Some(dead), Clock::start(1000.0), ev.path()).await;
+    let addr = gw.resolve(HOST).unwrap();
     let mark = gw.flows().mark();
     // The gateway resets the connection at once; on loopback the reset may even
     // beat the end of connect().
-    if let Ok(mut s) = TcpStream::connect((addr, DEVICE_PORT)).await {
+    if let Ok(mut s) = TcpStream::connect((addr, PORT)).await {
         let mut b = [0u8; 1];
         assert!(matches!(s.read(&mut b).await, Err(_) | Ok(0)));
     }
@@ -443,10 +405,10 @@ async fn a_dead_upstream_resets_the_watch_and_is_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_byte_of_a_large_flow_is_recorded() {
     let ev = tempfile::tempdir().unwrap();
-    let gw = gateway(Some(echo_server().await), ev.path()).await;
-    let addr = gw.resolve(DEVICE_HOST).unwrap();
+    let gw = start_gateway(Some(tcp_echo().await), Clock::start(1000.0), ev.path()).await;
+    let addr = gw.resolve(HOST).unwrap();
     let mark = gw.flows().mark();
-    let s = TcpStream::connect((addr, DEVICE_PORT)).await.unwrap();
+    let s = TcpStream::connect((addr, PORT)).await.unwrap();
     let data: Vec<u8> = (0..3_000_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();

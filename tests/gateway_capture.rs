@@ -3,39 +3,21 @@
 //! installed), UDP is relayed and captured, the DNS server answers from the host
 //! table, and injected latency is what was set.
 
+#[path = "support/gateway.rs"]
+mod gw;
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use gw::{start_gateway, tcp_echo, HOST, PORT};
 use pcap_parser::{LegacyPcapSlice, PcapBlockOwned};
 use redrig::clock::Clock;
 use redrig::drivers::NameService;
 use redrig::gateway::impair::Impairment;
-use redrig::gateway::{
-    Dir, FlowEvent, Gateway, GatewaySpec, HostRoute, Transport, PCAP_FILE, SINKHOLE_PORTS,
-};
+use redrig::gateway::{Dir, FlowEvent, Gateway, Transport, PCAP_FILE};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
-
-const HOST: &str = "watch.kidcloud.example";
-const PORT: u16 = 6443;
-
-async fn tcp_echo() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
+use tokio::net::{TcpStream, UdpSocket};
 
 async fn udp_echo() -> SocketAddr {
     let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -47,23 +29,6 @@ async fn udp_echo() -> SocketAddr {
         }
     });
     addr
-}
-
-async fn gateway(upstream: SocketAddr, clock: Clock, evidence: &Path) -> Arc<Gateway> {
-    Gateway::start(GatewaySpec {
-        gateway: None,
-        hosts: vec![HostRoute {
-            host: HOST.into(),
-            relay_ports: BTreeSet::from([PORT]),
-            upstream: Some(upstream.to_string()),
-        }],
-        profile_ports: BTreeSet::from([PORT]),
-        sinkhole_ports: SINKHOLE_PORTS.to_vec(),
-        clock,
-        evidence_dir: evidence.to_path_buf(),
-    })
-    .await
-    .unwrap()
 }
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -168,7 +133,7 @@ fn stream_from(pkts: &[Packet], src: SocketAddrV4) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_capture_holds_exactly_the_bytes_of_the_flow_evidence() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = gateway(tcp_echo().await, Clock::start(1000.0), dir.path()).await;
+    let gw = start_gateway(Some(tcp_echo().await), Clock::start(1000.0), dir.path()).await;
     let addr = gw.resolve(HOST).unwrap();
     let mut s = TcpStream::connect((addr, PORT)).await.unwrap();
     let watch = match s.local_addr().unwrap() {
@@ -261,7 +226,7 @@ async fn the_capture_holds_exactly_the_bytes_of_the_flow_evidence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_is_relayed_recorded_and_captured() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = gateway(udp_echo().await, Clock::start(1000.0), dir.path()).await;
+    let gw = start_gateway(Some(udp_echo().await), Clock::start(1000.0), dir.path()).await;
     let addr = gw.resolve(HOST).unwrap();
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     sock.connect((addr, PORT)).await.unwrap();
@@ -311,7 +276,7 @@ async fn udp_is_relayed_recorded_and_captured() {
 async fn the_dns_server_answers_from_the_host_table() {
     use simple_dns::{rdata::RData, Name, Packet as Dns, Question, CLASS, QCLASS, QTYPE, TYPE};
     let dir = tempfile::tempdir().unwrap();
-    let gw = gateway(tcp_echo().await, Clock::start(1000.0), dir.path()).await;
+    let gw = start_gateway(Some(tcp_echo().await), Clock::start(1000.0), dir.path()).await;
     if gw
         .notes()
         .iter()
@@ -387,7 +352,7 @@ async fn median_rtt(gw: &Gateway, rounds: usize) -> Duration {
 async fn injected_latency_is_within_ten_percent_of_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     // Device time at wall speed, so the setting is wall milliseconds too.
-    let gw = gateway(tcp_echo().await, Clock::start(1.0), dir.path()).await;
+    let gw = start_gateway(Some(tcp_echo().await), Clock::start(1.0), dir.path()).await;
     let base = median_rtt(&gw, 10).await;
     let each_way = 150.0;
     for dir in [Dir::Up, Dir::Down] {
@@ -420,7 +385,7 @@ async fn personal_data_in_clear_text_flows_is_found_with_where_it_was() {
     use redrig::gateway::pii::{PiiKind, PiiNeedles};
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::start(1000.0);
-    let gw = gateway(tcp_echo().await, clock, dir.path()).await;
+    let gw = start_gateway(Some(tcp_echo().await), clock, dir.path()).await;
     let addr = gw.resolve(HOST).unwrap();
     let mut s = TcpStream::connect((addr, PORT)).await.unwrap();
     // A position report as the watch protocol carries it, and a settings frame.

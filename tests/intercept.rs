@@ -3,22 +3,19 @@
 //! that does not validate is exposed, and the man in the middle relays and reads its
 //! traffic; a clear-text client is read as it is.
 
+#[path = "support/gateway.rs"]
+mod gw;
+use gw::{start_gateway, tcp_echo, HOST, PORT};
 use redrig::clock::Clock;
 use redrig::drivers::{Mark, NameService};
-use redrig::gateway::{
-    FlowEvent, ForgedCert, Gateway, GatewaySpec, Handshake, HostMode, HostRoute, Interception,
-    SINKHOLE_PORTS,
-};
+use redrig::gateway::{FlowEvent, ForgedCert, Gateway, Handshake, HostMode, Interception};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const HOST: &str = "watch.kidcloud.example";
-const PORT: u16 = 6443;
 const WAIT: f64 = 20_000.0;
 const FRAME: &[u8] = b"[3G*8612345678*0009*LK,0,0,90]";
 
@@ -78,23 +75,6 @@ async fn tls_backend() -> SocketAddr {
         }
     });
     addr
-}
-
-async fn gateway(upstream: SocketAddr, evidence: &Path) -> Arc<Gateway> {
-    Gateway::start(GatewaySpec {
-        gateway: None,
-        hosts: vec![HostRoute {
-            host: HOST.into(),
-            relay_ports: BTreeSet::from([PORT]),
-            upstream: Some(upstream.to_string()),
-        }],
-        profile_ports: BTreeSet::from([PORT]),
-        sinkhole_ports: SINKHOLE_PORTS.to_vec(),
-        clock: Clock::start(1000.0),
-        evidence_dir: evidence.to_path_buf(),
-    })
-    .await
-    .unwrap()
 }
 
 /// A watch-like TLS client: pinned to the test CA, or accepting anything.
@@ -176,7 +156,8 @@ async fn a_validating_client_refuses_both_forged_certificates_and_sends_nothing(
     for cert in [ForgedCert::SelfSigned, ForgedCert::UntrustedCa] {
         for mode in [HostMode::Rogue { cert }, HostMode::Mitm { cert }] {
             let dir = tempfile::tempdir().unwrap();
-            let gw = gateway(tls_backend().await, dir.path()).await;
+            let gw =
+                start_gateway(Some(tls_backend().await), Clock::start(1000.0), dir.path()).await;
             gw.set_host_mode(HOST, mode).unwrap();
             assert_eq!(gw.host_mode(HOST), mode);
             let tcp = connect(&gw).await;
@@ -210,7 +191,7 @@ async fn a_validating_client_refuses_both_forged_certificates_and_sends_nothing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_validating_client_is_read_and_relayed_by_the_man_in_the_middle() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = gateway(tls_backend().await, dir.path()).await;
+    let gw = start_gateway(Some(tls_backend().await), Clock::start(1000.0), dir.path()).await;
     gw.set_host_mode(
         HOST,
         HostMode::Mitm {
@@ -260,7 +241,7 @@ async fn a_non_validating_client_is_read_and_relayed_by_the_man_in_the_middle() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rogue_server_reads_a_careless_client_and_answers_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = gateway(tls_backend().await, dir.path()).await;
+    let gw = start_gateway(Some(tls_backend().await), Clock::start(1000.0), dir.path()).await;
     gw.set_host_mode(
         HOST,
         HostMode::Rogue {
@@ -294,17 +275,7 @@ async fn a_rogue_server_reads_a_careless_client_and_answers_nothing() {
 async fn clear_text_is_read_as_it_is_and_modes_can_be_cleared() {
     let dir = tempfile::tempdir().unwrap();
     // A plain echo upstream for the clear-text relay.
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    let gw = gateway(up, dir.path()).await;
+    let gw = start_gateway(Some(tcp_echo().await), Clock::start(1000.0), dir.path()).await;
     gw.set_host_mode(
         HOST,
         HostMode::Mitm {
@@ -349,7 +320,7 @@ async fn relayed_tls_is_classified_from_the_server_hello_and_certificate() {
         (&rustls::version::TLS13, 0x0304u16),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let gw = gateway(tls_backend().await, dir.path()).await;
+        let gw = start_gateway(Some(tls_backend().await), Clock::start(1000.0), dir.path()).await;
         let c = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[version])
             .unwrap()
