@@ -80,6 +80,13 @@ pub struct Declaration {
     pub sms_commands: Vec<String>,
     /// Who may send SMS commands: `paired`, `any` or `none`.
     pub sms_command_senders: SmsSenders,
+    /// How an SMS command is written, with the placeholders `{password}`,
+    /// `{command}` (the command word and its comma-separated arguments) and, for a
+    /// device that numbers its commands against replay, `{counter}` — e.g.
+    /// `"pw,{password},{counter},{command}#"`. Without it the scenarios that send
+    /// authenticated SMS commands are not applicable. Default: none.
+    #[serde(default)]
+    pub sms_command_format: Option<String>,
     /// Protocol commands the device accepts from its backend (upper case, e.g.
     /// `UPLOAD`, `CR`, `FACTORY`).
     pub protocol_commands: Vec<String>,
@@ -229,6 +236,24 @@ pub struct BackendSpec {
     pub api: ApiSpec,
     /// Test accounts.
     pub accounts: Accounts,
+    /// The pairing code of the unit under test (printed on its box or shown by
+    /// the app), with which a new account pairs the watch. Default: none — the
+    /// scenarios that pair a second account are then not applicable.
+    pub pairing_code: Option<Secret>,
+    /// A client certificate and key of the unit under test on its device endpoint,
+    /// supplied by the manufacturer for testing (mutual TLS). Used to load the
+    /// backend as the watch would (resilience tests). Default: none.
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// `backend.client_certificate`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificate {
+    /// Certificate chain (PEM), relative to the profile file; must exist.
+    pub cert: PathBuf,
+    /// Private key (PEM, PKCS#8 or SEC1), relative to the profile file; must exist.
+    pub key: PathBuf,
 }
 
 /// `backend.device_endpoint`.
@@ -386,12 +411,18 @@ pub(crate) struct RawDeviceSpec {
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with device_endpoint, api, accounts"
+    expecting = "a mapping with device_endpoint, api, accounts (and optionally pairing_code or pairing_code_env, client_certificate)"
 )]
 struct RawBackendSpec {
     device_endpoint: Endpoint,
     api: ApiSpec,
     accounts: RawAccounts,
+    #[serde(default)]
+    pairing_code: Option<String>,
+    #[serde(default)]
+    pairing_code_env: Option<String>,
+    #[serde(default)]
+    client_certificate: Option<ClientCertificate>,
 }
 
 #[derive(Deserialize)]
@@ -630,6 +661,23 @@ pub(crate) fn validate_spec(raw: RawDeviceSpec, d: &mut Diag, base_dir: &Path) -
         }
     }
 
+    if let Some(f) = &decl.sms_command_format {
+        for needed in ["{password}", "{command}"] {
+            if !f.contains(needed) {
+                d.err(
+                    &dp("sms_command_format"),
+                    format!("sms_command_format `{f}` has no {needed}: expected e.g. \"pw,{{password}},{{counter}},{{command}}#\""),
+                );
+            }
+        }
+        if decl.sms_commands.is_empty() {
+            d.warn(
+                &dp("sms_command_format"),
+                "sms_command_format is given but sms_commands is empty: the device declares no SMS command",
+            );
+        }
+    }
+
     // console
     if let Err(e) = regex::Regex::new(&raw.console.boot_pattern) {
         let first = e
@@ -735,6 +783,40 @@ pub(crate) fn validate_spec(raw: RawDeviceSpec, d: &mut Diag, base_dir: &Path) -
             password,
         }
     };
+    let pairing_code = match (b.pairing_code, b.pairing_code_env) {
+        (Some(_), Some(_)) => {
+            d.err_key(
+                &[dev, "backend", "pairing_code_env"],
+                "both `pairing_code` and `pairing_code_env` are given: expected at most one",
+            );
+            None
+        }
+        (Some(c), None) if c.trim().is_empty() => {
+            d.err(
+                &[dev, "backend", "pairing_code"],
+                "pairing_code is empty: expected the code printed on the watch's box",
+            );
+            None
+        }
+        (Some(c), None) => Some(Secret::Inline(c)),
+        (None, Some(var)) => Some(Secret::Env(var)),
+        (None, None) => None,
+    };
+    let client_certificate = b.client_certificate.map(|c| {
+        let full = ClientCertificate {
+            cert: base_dir.join(&c.cert),
+            key: base_dir.join(&c.key),
+        };
+        for (key, rel, path) in [("cert", &c.cert, &full.cert), ("key", &c.key, &full.key)] {
+            if !path.is_file() {
+                d.err(
+                    &[dev, "backend", "client_certificate", key],
+                    format!("`{}` not found (looked for {}): expected an existing PEM file relative to this file", rel.display(), path.display()),
+                );
+            }
+        }
+        full
+    });
     let accounts = Accounts {
         parent: account("parent", b.accounts.parent, d),
         stranger: account("stranger", b.accounts.stranger, d),
@@ -770,6 +852,8 @@ pub(crate) fn validate_spec(raw: RawDeviceSpec, d: &mut Diag, base_dir: &Path) -
             device_endpoint: b.device_endpoint,
             api,
             accounts,
+            pairing_code,
+            client_certificate,
         },
         numbers: raw.numbers,
     }

@@ -85,6 +85,7 @@
 //!     console_shell: false
 //!     sms_commands: []            # lower-case words
 //!     sms_command_senders: paired # paired | any | none
+//!     sms_command_format: "pw,{password},{counter},{command}#"   # optional; needs {password} and {command}
 //!     protocol_commands: [UPLOAD, CR]   # UPPER-CASE words
 //!     services: [ { host: watch.kidcloud.example, port: 6443, protocol: tls } ]  # tls|plain|https|http
 //!     features: [sos, geofence]   # see `Feature`; absent = declared absent (e.g. `monitor`)
@@ -97,6 +98,8 @@
 //!     accounts:                   # parent, stranger, optional second_parent
 //!       parent:   { email: parent@example.org, password_env: REDRIG_PARENT_PASSWORD }
 //!       stranger: { email: stranger@example.org, password: "…" }  # exactly one of password / password_env
+//!     pairing_code: "…"           # optional (or pairing_code_env: NAME): the code on the box
+//!     client_certificate: { cert: ../certs/device.pem, key: ../certs/device.key }  # optional, must exist
 //!   numbers: { parent: "+4915100000001", second_parent: "+4915100000002", stranger: "+4915100000666" }  # E.164
 //! expected_failures: []           # STANDARD:REQ ids this profile must fail (proof tests)
 //! simulation: { … }               # the virtual lab's; accepted and ignored here

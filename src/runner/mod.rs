@@ -202,6 +202,13 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
                         .assert_normalized();
                     <RigWorld as cucumber::World>::cucumber()
                         .max_concurrent_scenarios(1)
+                        .after(|_, _, _, _, world| {
+                            Box::pin(async move {
+                                if let Some(w) = world {
+                                    w.run_cleanups().await;
+                                }
+                            })
+                        })
                         .with_writer(writer)
                         .with_cli(cli)
                         .run(input.clone())

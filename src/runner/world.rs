@@ -3,7 +3,7 @@
 use super::recorder::{Measurement, Recorder};
 use crate::clock::{Clock, DeviceMs};
 use crate::config::LoadedRig;
-use crate::error::RigError;
+use crate::error::{RigError, RigResult};
 use crate::rig::Rig;
 use crate::strategy::Strategy;
 use std::collections::HashMap;
@@ -91,6 +91,48 @@ pub struct RigWorld {
     pub position: Option<crate::drivers::Position>,
     /// Free-form values steps hand to later steps.
     pub scratch: HashMap<String, String>,
+    /// What the rig must undo when the scenario ends, passed or not (last first):
+    /// a step that changes lasting device state registers how to put it back, so the
+    /// next scenario starts from a known state even after a failure.
+    pub cleanups: Vec<Cleanup>,
+}
+
+/// One undo action, run by the runner after the scenario (see [`RigWorld::cleanups`]).
+pub struct Cleanup {
+    /// What it does, for the run log.
+    pub what: String,
+    pub run: CleanupFn,
+}
+
+/// The body of a [`Cleanup`].
+pub type CleanupFn = Box<
+    dyn FnOnce(Arc<RunContext>) -> futures::future::BoxFuture<'static, RigResult<()>> + Send + Sync,
+>;
+
+impl RigWorld {
+    /// Register an undo action for the end of the scenario.
+    pub fn on_scenario_end<F, Fut>(&mut self, what: impl Into<String>, f: F)
+    where
+        F: FnOnce(Arc<RunContext>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = RigResult<()>> + Send + 'static,
+    {
+        self.cleanups.push(Cleanup {
+            what: what.into(),
+            run: Box::new(move |ctx| Box::pin(f(ctx))),
+        });
+    }
+
+    /// Run the registered undo actions, last first; failures are logged (the next
+    /// scenario's bring-up then finds out whether the device is usable).
+    pub async fn run_cleanups(&mut self) {
+        while let Some(c) = self.cleanups.pop() {
+            let ctx = self.ctx.clone();
+            match (c.run)(ctx).await {
+                Ok(()) => self.note(format!("after the scenario: {}", c.what)),
+                Err(e) => self.note(format!("after the scenario: {} failed: {e}", c.what)),
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for RigWorld {
@@ -119,6 +161,7 @@ impl RigWorld {
             action_at: None,
             position: None,
             scratch: HashMap::new(),
+            cleanups: Vec::new(),
         })
     }
 

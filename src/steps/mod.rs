@@ -5,6 +5,7 @@
 //! the modem line, whether it notified its wearer from the GPIO outputs, what the
 //! backend received from its API and the gateway's capture.
 
+pub mod access;
 pub mod cell;
 mod common;
 pub mod device;
@@ -13,5 +14,7 @@ pub mod gnss;
 pub mod network;
 pub mod phone;
 pub mod safety;
+pub mod sms;
+pub mod surface;
 
 pub use common::*;
