@@ -87,6 +87,11 @@ impl Strategy {
         }
     }
 
+    /// Device time at which the rig last switched the supply on.
+    pub fn powered_on_at(&self) -> u64 {
+        self.powered_on_at
+    }
+
     /// A scenario flashed other firmware: the next bring-up must re-flash.
     pub fn forget_flash(&mut self) {
         self.flashed_sha = None;

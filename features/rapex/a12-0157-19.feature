@@ -8,13 +8,13 @@ Feature: RAPEX alert A12/0157/19 — the six findings that recalled the ENOX Saf
     Given the watch is connected to its backend
     And the parent is signed in to the app
 
-  @req:EN18031-1:SCM-1 @req:EN18031-1:SCM-3 @req:EN18031-2:SCM-3 @req:EN303645:5.5-1 @assess:functional-sufficiency
+  @req:EN18031-1:SCM-1 @req:EN18031-1:SCM-3 @req:EN18031-2:SCM-1 @req:EN18031-2:SCM-3 @req:EN303645:5.5-1 @req:EN303645:5.8-1 @req:EN303645:5.8-2 @assess:functional-sufficiency
   Scenario: Finding 1 — the watch and its backend do not talk in clear text
     When the watch has reported its position to the backend within 120 seconds
     Then every connection the watch made to its backend used TLS 1.2 or newer
     And no captured traffic contains the watch's position, phone numbers or IMEI in clear text
 
-  @req:EN18031-1:AUM-1 @req:EN18031-1:ACM-1 @req:EN303645:5.5-4 @assess:functional-sufficiency
+  @req:EN18031-1:AUM-1 @req:EN18031-1:AUM-1-1 @req:EN18031-2:AUM-1 @req:EN18031-1:ACM-1 @req:EN18031-2:ACM-1 @req:EN303645:5.5-4 @assess:functional-sufficiency
   Scenario: Finding 2 — the backend gives no data without authentication
     When an unauthenticated client requests the watch's details
     Then the backend refuses the request

@@ -15,7 +15,7 @@ Feature: Only the numbers the parents allow reach the child
     When a stranger texts "Hi, I am a friend of your dad" to the watch
     Then the watch shows no message from the stranger within 20 seconds
 
-  @req:EN18031-1:AUM-2 @req:EN18031-2:ACM-3 @assess:functional-sufficiency
+  @req:EN18031-1:AUM-2 @req:EN18031-2:AUM-2 @req:EN18031-2:ACM-3 @assess:functional-sufficiency
   Scenario: A caller presenting the parent's number is not answered without the wearer
     When a caller presenting the parent's number calls the watch
     Then the watch does not answer the call within 20 seconds

@@ -370,3 +370,54 @@ async fn register_with(world: &mut RigWorld, password: String) -> StepResult {
     world.last_response = Some(r);
     Ok(())
 }
+
+#[when(expr = "the wearer holds the {string} button for {int} seconds to record a voice message")]
+async fn record_voice(world: &mut RigWorld, button: String, secs: u32) -> StepResult {
+    let declared = &world.ctx.loaded.device.device.declaration;
+    if !declared.has(crate::config::Feature::VoiceMessage) {
+        return Err(crate::runner::world::StepFail::NotApplicable(
+            "the device declares no voice messages".into(),
+        ));
+    }
+    let b = match button.as_str() {
+        "call1" => crate::drivers::Button::Call1,
+        "call2" => crate::drivers::Button::Call2,
+        "power" => crate::drivers::Button::Power,
+        "sos" => crate::drivers::Button::Sos,
+        other => return rig_fail(format!("no button `{other}` (sos | power | call1 | call2)")),
+    };
+    if !declared.buttons.iter().any(|d| d == b.name()) {
+        return rig_fail(format!("the device declares no `{button}` button"));
+    }
+    world.action_at = Some(world.now());
+    world.rig().buttons.press(b, secs as f64).await?;
+    Ok(())
+}
+
+#[then(expr = "the watch sends nothing in clear text within {int} seconds")]
+async fn nothing_in_clear(world: &mut RigWorld, secs: u32) -> StepResult {
+    world.clock().sleep(secs as f64).await;
+    // Every connection of this scenario on which the watch sent something, including
+    // the one to its backend opened when it booted.
+    let since = world.started;
+    let clear: Vec<String> = world
+        .rig()
+        .gateway
+        .summaries()
+        .into_iter()
+        .filter(|f| f.opened_t >= since && f.is_cleartext() && f.bytes_up > 0)
+        .map(|f| {
+            format!(
+                "flow {} to {}:{} ({} bytes from the watch in clear text)",
+                f.id, f.host, f.port, f.bytes_up
+            )
+        })
+        .collect();
+    world.measure(
+        "connections carrying clear text",
+        clear.len() as f64,
+        "flows",
+        Some(0.0),
+    );
+    ensure_device(clear.is_empty(), || clear.join("; "))
+}

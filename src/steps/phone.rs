@@ -48,6 +48,8 @@ async fn not_answered(world: &mut RigWorld, secs: u32) -> StepResult {
 #[when(regex = r#"^(the parent|the second parent|a stranger) texts "(.*)" to the watch$"#)]
 async fn sms_to_watch(world: &mut RigWorld, who: String, text: String) -> StepResult {
     let n = number(world, &who)?;
+    // `{parent}`, `{second parent}`, `{stranger}` stand for the test numbers.
+    let text = super::sms::expand_numbers(world, &text)?;
     world.action_at = Some(world.now());
     world.scratch.insert("last_sms_text".into(), text.clone());
     world.rig().cellular.send_sms(&n, &text).await?;
