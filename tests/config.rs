@@ -54,11 +54,11 @@ fn expect(errors: &[ConfigError], file_suffix: &str, line: usize, col: usize, pa
 fn temp_profile(edit: impl Fn(String) -> String) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(fixtures().join("devices/reference.yaml")).unwrap();
-    let ca = fixtures().join("certs/ca.pem");
+    let certs = fixtures().join("certs");
     let text = text
         .replace("../images/reference-2.4.0.img", "fw.img")
         .replace("../images/reference-2.3.0.img", "fw-old.img")
-        .replace("../certs/ca.pem", ca.to_str().unwrap());
+        .replace("../certs/", &format!("{}/", certs.to_str().unwrap()));
     assert!(
         text.contains("image: fw.img"),
         "reference profile changed shape"
