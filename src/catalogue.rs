@@ -7,10 +7,19 @@
 //! why not and what evidence is needed instead, so a report can list what the rig did
 //! *not* test.
 //!
+//! A `bench: partly` requirement that no scenario covers carries `no_scenario`: what
+//! the bench part would need and why it is not automated.
+//!
 //! [`Catalogue::load`] rejects unknown fields, duplicate ids, ids whose prefix is not a
 //! known standard, a `standard` that does not match the id's prefix, unknown assessment
-//! kinds and a missing `reason` where `bench` is not `yes`. Every error names the file
-//! and the requirement.
+//! kinds, a missing `reason` where `bench` is not `yes`, and a `no_scenario` that is
+//! blank or on a requirement that is not `bench: partly`. Every error names the file
+//! and the requirement. Whether `no_scenario` is stale (a scenario covers the
+//! requirement after all) needs the scenario library; see
+//! [`crate::features::coverage_problems`].
+//!
+//! [`load_profile_failures`] reads the `expected_failures` of the device profiles, the
+//! requirements each profile is known to fail.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -92,6 +101,10 @@ pub struct Requirement {
     /// The condition under which the requirement applies, if it does not always.
     #[serde(default)]
     pub applies_when: Option<String>,
+    /// Only for `bench: partly` requirements no scenario covers: what the bench part
+    /// would need and why it is not automated.
+    #[serde(default)]
+    pub no_scenario: Option<String>,
 }
 
 impl Requirement {
@@ -299,6 +312,99 @@ pub fn features_dir() -> PathBuf {
     }
 }
 
+/// Profile files larger than this are not read (profiles are a few kilobytes).
+pub const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
+/// The requirements one device profile declares it must fail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProfileFailures {
+    /// The profile's name: the file stem, e.g. `covert-monitor`.
+    pub profile: String,
+    /// The profile file.
+    pub path: PathBuf,
+    /// Its `expected_failures:` ids, as written.
+    pub expected_failures: Vec<String>,
+}
+
+/// A device profile whose `expected_failures` cannot be read.
+#[derive(Debug, Error)]
+#[error("{}: {detail}", path.display())]
+pub struct ProfileFailuresError {
+    pub path: PathBuf,
+    pub detail: String,
+}
+
+/// Reads `expected_failures:` of every `*.yaml` profile directly in `dir` (hidden
+/// files skipped), sorted by profile name.
+///
+/// Only that key is looked at, so a profile that the full profile validation
+/// (`crate::config`) would reject still contributes its list. A missing or null key
+/// is an empty list; anything but a list of strings is an error naming the file, as
+/// is a file over [`MAX_PROFILE_BYTES`]. Whether the ids are in the catalogue is
+/// checked by [`crate::features::coverage_problems`].
+pub fn load_profile_failures(dir: &Path) -> Result<Vec<ProfileFailures>, ProfileFailuresError> {
+    let err = |path: &Path, detail: String| ProfileFailuresError {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| err(dir, format!("cannot read the device profiles: {e}")))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| err(dir, format!("cannot read the device profiles: {e}")))?;
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && path.extension().is_some_and(|x| x == "yaml") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    let mut out = Vec::with_capacity(files.len());
+    for path in files {
+        let len = std::fs::metadata(&path)
+            .map_err(|e| err(&path, format!("cannot read: {e}")))?
+            .len();
+        if len > MAX_PROFILE_BYTES {
+            return Err(err(
+                &path,
+                format!("{len} bytes; a device profile is at most {MAX_PROFILE_BYTES}"),
+            ));
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| err(&path, format!("cannot read: {e}")))?;
+        let expected_failures = parse_expected_failures(&text).map_err(|d| err(&path, d))?;
+        let profile = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push(ProfileFailures {
+            profile,
+            path,
+            expected_failures,
+        });
+    }
+    Ok(out)
+}
+
+/// `expected_failures:` of one profile's text.
+fn parse_expected_failures(text: &str) -> Result<Vec<String>, String> {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let list = match doc.get("expected_failures") {
+        None | Some(serde_yaml::Value::Null) => return Ok(Vec::new()),
+        Some(serde_yaml::Value::Sequence(list)) => list,
+        Some(_) => return Err("expected_failures must be a list of requirement ids".into()),
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.as_str().map(str::to_string).ok_or_else(|| {
+                format!("expected_failures[{i}] must be a requirement id like EN18031-1:SCM-3")
+            })
+        })
+        .collect()
+}
+
 /// Uppercase without whitespace, for comparing `standard` with the id prefix.
 fn squash(s: &str) -> String {
     s.chars()
@@ -366,6 +472,20 @@ fn validate(req: &Requirement, problem: &mut impl FnMut(String)) {
              and what evidence is needed instead",
             req.bench
         ));
+    }
+    if let Some(text) = &req.no_scenario {
+        if text.trim().is_empty() {
+            problem(
+                "no_scenario is empty (leave it out or null if a scenario covers the requirement)"
+                    .into(),
+            );
+        } else if req.bench != Bench::Partly {
+            problem(format!(
+                "no_scenario is only for `bench: partly` requirements, this one is `{}` \
+                 (a `yes` requirement needs a scenario; for `no`, `reason` says why)",
+                req.bench
+            ));
+        }
     }
     if req
         .applies_when
@@ -489,6 +609,63 @@ mod tests {
             }
             other => panic!("expected Invalid, got {other}"),
         }
+    }
+
+    #[test]
+    fn no_scenario_only_on_partly_and_not_blank() {
+        let with = |bench: &str, text: &str| {
+            let reason = if bench == "yes" { "null" } else { "\"r\"" };
+            format!(
+                "{}    no_scenario: {text}\n",
+                entry("EN18031-1:CCK-2", "EN 18031-1:2024", bench, reason)
+            )
+        };
+        let c = parse(&[with("partly", "\"needs two units\"")]).unwrap();
+        assert_eq!(
+            c.get("EN18031-1:CCK-2").unwrap().no_scenario.as_deref(),
+            Some("needs two units")
+        );
+        for bench in ["yes", "no"] {
+            let msg = parse(&[with(bench, "\"x\"")]).unwrap_err().to_string();
+            assert!(
+                msg.contains("EN18031-1:CCK-2") && msg.contains("only for `bench: partly`"),
+                "{msg}"
+            );
+        }
+        let msg = parse(&[with("partly", "\" \"")]).unwrap_err().to_string();
+        assert!(msg.contains("no_scenario is empty"), "{msg}");
+    }
+
+    #[test]
+    fn expected_failures_read_leniently_and_checked_for_shape() {
+        assert_eq!(
+            parse_expected_failures("device: {}\nexpected_failures: [A:B-1, C:D-2]\n").unwrap(),
+            ["A:B-1", "C:D-2"]
+        );
+        assert!(parse_expected_failures("device: {}\n").unwrap().is_empty());
+        assert!(parse_expected_failures("expected_failures: null\n")
+            .unwrap()
+            .is_empty());
+        let e = parse_expected_failures("expected_failures: [A:B-1, {x: 1}]\n").unwrap_err();
+        assert!(e.contains("expected_failures[1]"), "{e}");
+        assert!(parse_expected_failures("expected_failures: A:B-1\n").is_err());
+        assert!(parse_expected_failures("[unclosed").is_err());
+    }
+
+    #[test]
+    fn profile_failures_sorted_and_named_by_stem() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.yaml"), "expected_failures: [X:Y-1]\n").unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "expected_failures: []\n").unwrap();
+        std::fs::write(dir.path().join(".hidden.yaml"), "expected_failures: [Z]\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "expected_failures: [Z]\n").unwrap();
+        let p = load_profile_failures(dir.path()).unwrap();
+        let names: Vec<&str> = p.iter().map(|p| p.profile.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(p[1].expected_failures, ["X:Y-1"]);
+        std::fs::write(dir.path().join("c.yaml"), "expected_failures: 3\n").unwrap();
+        let e = load_profile_failures(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("c.yaml") && e.contains("list"), "{e}");
     }
 
     #[test]

@@ -38,16 +38,37 @@ pub fn list(tags: Option<&str>) -> i32 {
     exit::PASS
 }
 
-/// `redrig requirements`.
-pub fn requirements() -> i32 {
+/// `redrig requirements [--json]`: the catalogue with each requirement's scenarios
+/// and the device profiles (in `config::devices_dir()`) that expect its failure, the
+/// coverage problems and a count line; with `json`, the same as one JSON document
+/// ([`crate::features::RequirementsReport`]). Exits 3 if the catalogue, the library or
+/// a profile cannot be read or a scenario's tags are wrong; broken coverage rules are
+/// reported but do not change the exit code (the library is still being written;
+/// `tests/catalogue.rs` enforces them).
+pub fn requirements(json: bool) -> i32 {
     let (catalogue, index) = match load_library() {
         Ok(l) => l,
         Err(c) => return c,
     };
-    print!(
-        "{}",
-        crate::features::render_requirements(&catalogue, &index)
-    );
+    let profiles = match crate::catalogue::load_profile_failures(&crate::config::devices_dir()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("device profiles: {e}");
+            return exit::USAGE;
+        }
+    };
+    let report = crate::features::RequirementsReport::build(&catalogue, &index, &profiles);
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("cannot write the report as JSON: {e}");
+                return exit::USAGE;
+            }
+        }
+    } else {
+        print!("{}", crate::features::render_requirements(&report));
+    }
     let (errors, _warnings) = index.check_against(&catalogue);
     for e in &errors {
         eprintln!("error: {e}");

@@ -128,9 +128,15 @@ pub fn requirement_matrix(
             let covering = by_req.remove(req.id.as_str()).unwrap_or_default();
             let verdict = RequirementVerdict::from_scenarios(covering.iter().map(|s| s.verdict));
             let reason = match verdict {
-                RequirementVerdict::NotTested => Some(req.reason.clone().unwrap_or_else(|| {
-                    "no scenario in this run covers it (not selected, or not yet in the library)".into()
-                })),
+                RequirementVerdict::NotTested => Some(match (&req.reason, &req.no_scenario) {
+                    (Some(r), Some(n)) => format!("{r} Not automated: {n}"),
+                    (Some(r), None) => r.clone(),
+                    (None, Some(n)) => format!("Not automated: {n}"),
+                    (None, None) => {
+                        "no scenario in this run covers it (not selected, or not in the library)"
+                            .into()
+                    }
+                }),
                 _ => None,
             };
             RequirementRow {

@@ -11,6 +11,10 @@
 //! catalogue: a tag naming an unknown requirement and a scenario without any `@req:`
 //! tag are errors; a bench-testable requirement that no scenario covers yet is a
 //! warning (the library is still being written).
+//!
+//! [`RequirementsReport`] is what `redrig requirements` prints: per requirement its
+//! scenarios and the device profiles that declare they fail it, counts, and the
+//! coverage rules ([`CoverageRule`], checked by [`coverage_problems`]) it breaks.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -20,7 +24,9 @@ use cucumber::gherkin::{self, tagexpr::TagOperation, GherkinEnv};
 use cucumber::tag::Ext as _;
 use thiserror::Error;
 
-use crate::catalogue::{Bench, Catalogue, Requirement, ASSESSMENT_KINDS};
+use serde::Serialize;
+
+use crate::catalogue::{Bench, Catalogue, ProfileFailures, Requirement, ASSESSMENT_KINDS};
 
 /// Tag prefix naming a requirement: `@req:EN18031-1:SCM-3`.
 pub const REQ_TAG: &str = "req:";
@@ -253,68 +259,369 @@ pub fn render_list(scenarios: &[&ScenarioInfo]) -> String {
     out
 }
 
-/// The catalogue as a table with the scenarios covering each requirement, the reason
-/// for every `bench: partly/no` entry, and a final count line.
-pub fn render_requirements(catalogue: &Catalogue, index: &FeatureIndex) -> String {
+/// A scenario as the requirement report names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScenarioRef {
+    /// `file:line`, the file relative to the features directory.
+    pub location: String,
+    pub name: String,
+}
+
+/// One requirement of the report: the catalogue entry, the scenarios covering it and
+/// the device profiles that declare they fail it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequirementEntry {
+    pub id: String,
+    pub title: String,
+    pub standard: String,
+    pub bench: Bench,
+    /// Why a bench cannot (fully) decide it; `None` for `bench: yes`.
+    pub reason: Option<String>,
+    /// Scenarios tagged `@req:<id>`, by file and line.
+    pub scenarios: Vec<ScenarioRef>,
+    /// Names of the device profiles listing the id in `expected_failures`.
+    pub profiles: Vec<String>,
+    /// The catalogue's `no_scenario` text.
+    pub no_scenario: Option<String>,
+    /// The catalogue's `applies_when`.
+    pub applies_when: Option<String>,
+}
+
+/// A coverage rule of the scenario library, the catalogue and the device profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CoverageRule {
+    /// Every `bench: yes` requirement has at least one scenario.
+    YesNeedsScenario,
+    /// Every `bench: partly` requirement has a scenario or a `no_scenario` reason.
+    PartlyNeedsScenarioOrReason,
+    /// A `no_scenario` reason on a requirement that a scenario covers is stale.
+    StaleNoScenario,
+    /// Every id in a profile's `expected_failures` is in the catalogue.
+    ExpectedFailureInCatalogue,
+    /// Every id in a profile's `expected_failures` has a scenario tagged with it.
+    ExpectedFailureHasScenario,
+}
+
+impl CoverageRule {
+    /// All rules, in the order reports list them.
+    pub const ALL: [CoverageRule; 5] = [
+        CoverageRule::YesNeedsScenario,
+        CoverageRule::PartlyNeedsScenarioOrReason,
+        CoverageRule::StaleNoScenario,
+        CoverageRule::ExpectedFailureInCatalogue,
+        CoverageRule::ExpectedFailureHasScenario,
+    ];
+
+    /// The rule's name as in the JSON report, e.g. `yes-needs-scenario`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CoverageRule::YesNeedsScenario => "yes-needs-scenario",
+            CoverageRule::PartlyNeedsScenarioOrReason => "partly-needs-scenario-or-reason",
+            CoverageRule::StaleNoScenario => "stale-no-scenario",
+            CoverageRule::ExpectedFailureInCatalogue => "expected-failure-in-catalogue",
+            CoverageRule::ExpectedFailureHasScenario => "expected-failure-has-scenario",
+        }
+    }
+
+    /// The rule in words.
+    pub fn description(self) -> &'static str {
+        match self {
+            CoverageRule::YesNeedsScenario => {
+                "every `bench: yes` requirement has at least one scenario"
+            }
+            CoverageRule::PartlyNeedsScenarioOrReason => {
+                "every `bench: partly` requirement has a scenario or a `no_scenario` reason"
+            }
+            CoverageRule::StaleNoScenario => {
+                "a requirement with a scenario has no `no_scenario` reason"
+            }
+            CoverageRule::ExpectedFailureInCatalogue => {
+                "every id in a profile's `expected_failures` is in the catalogue"
+            }
+            CoverageRule::ExpectedFailureHasScenario => {
+                "every id in a profile's `expected_failures` has a scenario tagged with it"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for CoverageRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One requirement breaking one coverage rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoverageProblem {
+    pub rule: CoverageRule,
+    /// The requirement id (for the profile rules: the id as the profile writes it).
+    pub requirement: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for CoverageProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} [{}]: {}", self.requirement, self.rule, self.detail)
+    }
+}
+
+/// Counts over the whole catalogue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CoverageSummary {
+    pub requirements: usize,
+    /// Requirements at least one scenario covers.
+    pub covered: usize,
+    /// `bench: no`.
+    pub not_bench_testable: usize,
+    /// `bench: yes` or `partly` without a scenario (the sum of the next two).
+    pub bench_testable_without_scenario: usize,
+    /// `bench: yes` without a scenario (each breaks a coverage rule).
+    pub yes_without_scenario: usize,
+    /// `bench: partly` without a scenario.
+    pub partly_without_scenario: usize,
+    /// Of `partly_without_scenario`, those whose `no_scenario` says why.
+    pub partly_with_no_scenario_reason: usize,
+    /// Coverage rules broken, see [`CoverageRule`].
+    pub problems: usize,
+}
+
+/// What `redrig requirements` shows: every catalogue requirement in catalogue order
+/// with its scenarios and the profiles expecting its failure, the counts, and the
+/// coverage problems. Serialises to the documented `--json` shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequirementsReport {
+    pub requirements: Vec<RequirementEntry>,
+    pub summary: CoverageSummary,
+    pub problems: Vec<CoverageProblem>,
+}
+
+impl RequirementsReport {
+    /// Builds the report from the catalogue, the scenario library and the device
+    /// profiles' `expected_failures`.
+    pub fn build(
+        catalogue: &Catalogue,
+        index: &FeatureIndex,
+        profiles: &[ProfileFailures],
+    ) -> RequirementsReport {
+        let mut summary = CoverageSummary {
+            requirements: catalogue.len(),
+            ..Default::default()
+        };
+        let mut requirements = Vec::with_capacity(catalogue.len());
+        for (req, covering) in index.coverage(catalogue) {
+            let has_scenario = !covering.is_empty();
+            if has_scenario {
+                summary.covered += 1;
+            }
+            match req.bench {
+                Bench::No => summary.not_bench_testable += 1,
+                Bench::Yes if !has_scenario => summary.yes_without_scenario += 1,
+                Bench::Partly if !has_scenario => {
+                    summary.partly_without_scenario += 1;
+                    if req.no_scenario.is_some() {
+                        summary.partly_with_no_scenario_reason += 1;
+                    }
+                }
+                _ => {}
+            }
+            let mut failing: Vec<String> = profiles
+                .iter()
+                .filter(|p| p.expected_failures.contains(&req.id))
+                .map(|p| p.profile.clone())
+                .collect();
+            failing.sort();
+            failing.dedup();
+            requirements.push(RequirementEntry {
+                scenarios: covering
+                    .iter()
+                    .map(|s| ScenarioRef {
+                        location: s.location(),
+                        name: s.name.clone(),
+                    })
+                    .collect(),
+                profiles: failing,
+                id: req.id,
+                title: req.title,
+                standard: req.standard,
+                bench: req.bench,
+                reason: req.reason,
+                no_scenario: req.no_scenario,
+                applies_when: req.applies_when,
+            });
+        }
+        summary.bench_testable_without_scenario =
+            summary.yes_without_scenario + summary.partly_without_scenario;
+        let problems = coverage_problems(catalogue, index, profiles);
+        summary.problems = problems.len();
+        RequirementsReport {
+            requirements,
+            summary,
+            problems,
+        }
+    }
+
+    /// The report as JSON; the README's "`redrig requirements`" section documents the
+    /// shape.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Checks the coverage rules ([`CoverageRule`]) over the catalogue, the scenario
+/// library and the profiles' `expected_failures`. Problems come in rule order, then
+/// catalogue order (profile rules: profile order).
+pub fn coverage_problems(
+    catalogue: &Catalogue,
+    index: &FeatureIndex,
+    profiles: &[ProfileFailures],
+) -> Vec<CoverageProblem> {
+    let mut problems = Vec::new();
     let coverage = index.coverage(catalogue);
-    let id_width = catalogue
+    for (req, covering) in &coverage {
+        let problem = |rule, detail: String| CoverageProblem {
+            rule,
+            requirement: req.id.clone(),
+            detail,
+        };
+        match (req.bench, covering.is_empty(), &req.no_scenario) {
+            (Bench::Yes, true, _) => problems.push(problem(
+                CoverageRule::YesNeedsScenario,
+                format!(
+                    "`bench: yes` but no scenario is tagged @{REQ_TAG}{} ({})",
+                    req.id, req.title
+                ),
+            )),
+            (Bench::Partly, true, None) => problems.push(problem(
+                CoverageRule::PartlyNeedsScenarioOrReason,
+                format!(
+                    "`bench: partly`, no scenario is tagged @{REQ_TAG}{} and the catalogue has \
+                     no `no_scenario` reason ({})",
+                    req.id, req.title
+                ),
+            )),
+            (_, false, Some(_)) => problems.push(problem(
+                CoverageRule::StaleNoScenario,
+                format!(
+                    "has a `no_scenario` reason, but {} covers it: remove `no_scenario`",
+                    covering
+                        .iter()
+                        .map(|s| s.location())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            _ => {}
+        }
+    }
+    let mut unknown = Vec::new();
+    let mut uncovered = Vec::new();
+    for p in profiles {
+        for id in &p.expected_failures {
+            if !catalogue.contains(id) {
+                unknown.push(CoverageProblem {
+                    rule: CoverageRule::ExpectedFailureInCatalogue,
+                    requirement: id.clone(),
+                    detail: format!(
+                        "profile `{}` ({}) expects a failure of `{id}`, which is not in the \
+                         catalogue {}",
+                        p.profile,
+                        p.path.display(),
+                        catalogue.path().display()
+                    ),
+                });
+            } else if !index.scenarios.iter().any(|s| s.req_ids.contains(id)) {
+                uncovered.push(CoverageProblem {
+                    rule: CoverageRule::ExpectedFailureHasScenario,
+                    requirement: id.clone(),
+                    detail: format!(
+                        "profile `{}` expects a failure of it, but no scenario is tagged \
+                         @{REQ_TAG}{id}",
+                        p.profile
+                    ),
+                });
+            }
+        }
+    }
+    problems.extend(unknown);
+    problems.extend(uncovered);
+    problems.sort_by_key(|p| p.rule);
+    problems
+}
+
+/// The report as text: a table with the scenarios covering each requirement, the
+/// profiles expecting its failure, the reason for every `bench: partly/no` entry and
+/// the `no_scenario` text; then the coverage problems, if any; last two count lines.
+pub fn render_requirements(report: &RequirementsReport) -> String {
+    let id_width = report
+        .requirements
         .iter()
         .map(|r| r.id.len())
         .max()
         .unwrap_or(2)
         .max(2);
+    let indent = id_width + 4;
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{:<id_width$}  {:<6}  {:>9}  title",
         "id", "bench", "scenarios"
     );
-    let (mut covered, mut not_testable, mut uncovered_testable) = (0, 0, 0);
-    for (req, scenarios) in &coverage {
+    for req in &report.requirements {
         let _ = writeln!(
             out,
             "{:<id_width$}  {:<6}  {:>9}  {}",
             req.id,
             req.bench.as_str(),
-            scenarios.len(),
+            req.scenarios.len(),
             req.title
         );
-        for s in scenarios {
-            let _ = writeln!(
-                out,
-                "{:indent$}scenario: {}  {}",
-                "",
-                s.location(),
-                s.name,
-                indent = id_width + 4
-            );
+        for s in &req.scenarios {
+            let _ = writeln!(out, "{:indent$}scenario: {}  {}", "", s.location, s.name);
+        }
+        if !req.profiles.is_empty() {
+            write_wrapped(&mut out, indent, "failed by: ", &req.profiles.join(", "));
         }
         if req.bench != Bench::Yes {
             let reason = req.reason.as_deref().unwrap_or("(no reason given)");
-            write_wrapped(&mut out, id_width + 4, "reason: ", reason);
+            write_wrapped(&mut out, indent, "reason: ", reason);
+        }
+        if let Some(why) = &req.no_scenario {
+            write_wrapped(&mut out, indent, "no scenario: ", why);
         }
         if let Some(when) = &req.applies_when {
-            let _ = writeln!(
-                out,
-                "{:indent$}applies when: {when}",
-                "",
-                indent = id_width + 4
-            );
-        }
-        if !scenarios.is_empty() {
-            covered += 1;
-        }
-        match req.bench {
-            Bench::No => not_testable += 1,
-            Bench::Yes if scenarios.is_empty() => uncovered_testable += 1,
-            _ => {}
+            let _ = writeln!(out, "{:indent$}applies when: {when}", "");
         }
     }
+    if !report.problems.is_empty() {
+        let _ = writeln!(out, "\ncoverage rules not met ({}):", report.problems.len());
+        for rule in CoverageRule::ALL {
+            let of_rule: Vec<&CoverageProblem> =
+                report.problems.iter().filter(|p| p.rule == rule).collect();
+            if of_rule.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "  {} ({}):", rule.description(), of_rule.len());
+            for p in of_rule {
+                write_wrapped(&mut out, 4, "", &format!("{}: {}", p.requirement, p.detail));
+            }
+        }
+        out.push('\n');
+    }
+    let s = &report.summary;
     let _ = writeln!(
         out,
-        "{} requirements, {covered} covered by scenarios, {not_testable} not bench-testable, \
-         {uncovered_testable} bench-testable without a scenario",
-        coverage.len()
+        "{} requirements, {} covered by scenarios, {} not bench-testable\n\
+         {} bench-testable without a scenario: {} bench: yes, {} bench: partly \
+         ({} of them say why in no_scenario)",
+        s.requirements,
+        s.covered,
+        s.not_bench_testable,
+        s.bench_testable_without_scenario,
+        s.yes_without_scenario,
+        s.partly_without_scenario,
+        s.partly_with_no_scenario_reason
     );
     out
 }

@@ -13,6 +13,7 @@ pub mod drivers;
 pub mod error;
 pub mod evidence;
 pub mod features;
+pub mod firmware_scan;
 pub mod gateway;
 pub mod gnss;
 pub mod gnsscmd;

@@ -40,6 +40,11 @@ enum Command {
         /// Print only the final summary.
         #[arg(long, short)]
         quiet: bool,
+        /// Run features and the scenarios in each in an order given by SEED; without
+        /// SEED one is picked. The seed is printed and logged (run.log) so the order
+        /// can be repeated. Without a SEED, put it after the feature paths.
+        #[arg(long, value_name = "SEED", num_args = 0..=1)]
+        shuffle: Option<Option<u64>>,
         /// Feature files or directories (default: the whole library).
         features: Vec<PathBuf>,
     },
@@ -48,8 +53,13 @@ enum Command {
         #[arg(long)]
         tags: Option<String>,
     },
-    /// The requirement catalogue with the scenarios covering each requirement.
-    Requirements,
+    /// The requirement catalogue with the scenarios covering each requirement, the
+    /// device profiles expecting its failure, and the coverage summary.
+    Requirements {
+        /// One JSON document instead of the table (shape in the README).
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a rig configuration without touching hardware.
     Check {
         #[arg(long, default_value_os_t = default_rig())]
@@ -180,6 +190,7 @@ async fn dispatch(command: Command) -> i32 {
             tags,
             out,
             quiet,
+            shuffle,
             features,
         } => {
             let outcome = redrig::runner::run(redrig::runner::RunOptions {
@@ -190,12 +201,13 @@ async fn dispatch(command: Command) -> i32 {
                 features,
                 redrig_exe: exe,
                 quiet,
+                shuffle: shuffle.map(|s| s.unwrap_or_else(redrig::runner::order::random_seed)),
             })
             .await;
             outcome.exit_code
         }
         Command::List { tags } => redrig::cli::list(tags.as_deref()),
-        Command::Requirements => redrig::cli::requirements(),
+        Command::Requirements { json } => redrig::cli::requirements(json),
         Command::Check { rig, dut, presence } => redrig::cli::check(&rig, dut.as_deref(), presence),
         Command::Gnss {
             place,

@@ -4,8 +4,11 @@ use std::fs;
 use std::io::Write as _;
 use std::path::Path;
 
-use redrig::catalogue::{Bench, Catalogue, CatalogueError};
-use redrig::features::{parse_tags, render_requirements, FeatureIndex};
+use redrig::catalogue::{load_profile_failures, Bench, Catalogue, CatalogueError, ProfileFailures};
+use redrig::features::{
+    coverage_problems, parse_tags, render_requirements, CoverageRule, FeatureIndex,
+    RequirementsReport,
+};
 
 fn shipped_path() -> std::path::PathBuf {
     // Not `Catalogue::default_path()`: the shipped file is tested even if
@@ -413,6 +416,14 @@ fn check_reports_unknown_requirement_with_file_and_line() {
     assert!(warnings[0].contains("EN18031-1:RLM-1"), "{}", warnings[0]);
 }
 
+fn profile(name: &str, ids: &[&str]) -> ProfileFailures {
+    ProfileFailures {
+        profile: name.into(),
+        path: format!("devices/{name}.yaml").into(),
+        expected_failures: ids.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
 #[test]
 fn coverage_and_requirements_table() {
     let (_dir, idx) = library();
@@ -425,7 +436,12 @@ fn coverage_and_requirements_table() {
     assert_eq!(count("EN303645:5.1-1"), 1);
     assert_eq!(count("EN18031-1:RLM-1"), 0);
 
-    let table = render_requirements(&cat, &idx);
+    let profiles = [
+        profile("clear", &["EN18031-1:SCM-3"]),
+        profile("both", &["EN18031-1:SCM-3", "EN18031-1:SCM-4"]),
+    ];
+    let report = RequirementsReport::build(&cat, &idx, &profiles);
+    let table = render_requirements(&report);
     assert!(
         table.contains("Network equipment only; not a watch."),
         "{table}"
@@ -434,11 +450,246 @@ fn coverage_and_requirements_table() {
         table.contains("comms.feature:15  Replayed command is refused"),
         "{table}"
     );
-    let last = table.lines().last().unwrap();
+    // Profiles sorted by name, under the requirement they fail.
+    let scm3 = table
+        .lines()
+        .position(|l| l.starts_with("EN18031-1:SCM-3 "))
+        .unwrap();
+    let scm4 = table
+        .lines()
+        .position(|l| l.starts_with("EN18031-1:SCM-4 "))
+        .unwrap();
+    let failed_by: Vec<(usize, &str)> = table
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("failed by: "))
+        .map(|(i, l)| (i, l.trim()))
+        .collect();
+    assert_eq!(
+        failed_by,
+        [
+            (scm3 + 4, "failed by: both, clear"),
+            (scm4 + 2, "failed by: both")
+        ],
+        "{table}"
+    );
+    // RLM-1 is `yes` without a scenario: a coverage problem, listed and counted.
+    assert!(table.contains("coverage rules not met (1):"), "{table}");
+    assert!(
+        table.contains("    EN18031-1:RLM-1: `bench: yes` but no scenario"),
+        "{table}"
+    );
+    let last: Vec<&str> = table.lines().rev().take(2).collect();
     assert_eq!(
         last,
-        "6 requirements, 4 covered by scenarios, 1 not bench-testable, 1 bench-testable without a scenario"
+        [
+            "1 bench-testable without a scenario: 1 bench: yes, 0 bench: partly \
+             (0 of them say why in no_scenario)",
+            "6 requirements, 4 covered by scenarios, 1 not bench-testable",
+        ]
     );
+}
+
+/// A catalogue and library where each coverage rule is broken exactly by the
+/// requirements whose title says so.
+fn rules_fixture() -> (
+    tempfile::TempDir,
+    Catalogue,
+    FeatureIndex,
+    Vec<ProfileFailures>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("a.feature"),
+        "Feature: a\n\n  @req:EN18031-1:SCM-3\n  Scenario: yes covered\n    Given x\n\n  \
+         @req:EN18031-1:SSM-1\n  Scenario: partly covered\n    Given x\n\n  \
+         @req:EN18031-1:CCK-3\n  Scenario: partly covered but stale reason\n    Given x\n",
+    )
+    .unwrap();
+    let idx = FeatureIndex::scan(dir.path()).unwrap();
+    let partly = |id: &str, no_scenario: Option<&str>| {
+        let mut e = entry(id, "EN 18031-1:2024", "partly", "\"bench covers part\"");
+        if let Some(t) = no_scenario {
+            e.push_str(&format!("    no_scenario: \"{t}\"\n"));
+        }
+        e
+    };
+    let text = format!(
+        "requirements:\n{}",
+        [
+            entry("EN18031-1:SCM-3", "EN 18031-1:2024", "yes", "null"),
+            entry("EN18031-1:SCM-4", "EN 18031-1:2024", "yes", "null"),
+            partly("EN18031-1:SSM-1", None),
+            partly("EN18031-1:SSM-3", None),
+            partly("EN18031-1:CCK-2", Some("needs two units")),
+            partly("EN18031-1:CCK-3", Some("was true once")),
+            entry(
+                "EN18031-1:NMM-1",
+                "EN 18031-1:2024",
+                "no",
+                "\"not a router\""
+            ),
+        ]
+        .concat()
+    );
+    let cat = Catalogue::parse(&text, "cat.yaml").unwrap();
+    let profiles = vec![
+        profile("good", &["EN18031-1:SCM-3"]),
+        profile("typo", &["EN18031-1:SCM-33"]),
+        profile("uncaught", &["EN18031-1:CCK-2", "EN18031-1:SCM-3"]),
+    ];
+    (dir, cat, idx, profiles)
+}
+
+#[test]
+fn coverage_rules_name_each_breaking_requirement() {
+    let (_dir, cat, idx, profiles) = rules_fixture();
+    let problems = coverage_problems(&cat, &idx, &profiles);
+    let got: Vec<(CoverageRule, &str)> = problems
+        .iter()
+        .map(|p| (p.rule, p.requirement.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (CoverageRule::YesNeedsScenario, "EN18031-1:SCM-4"),
+            (CoverageRule::PartlyNeedsScenarioOrReason, "EN18031-1:SSM-3"),
+            (CoverageRule::StaleNoScenario, "EN18031-1:CCK-3"),
+            (CoverageRule::ExpectedFailureInCatalogue, "EN18031-1:SCM-33"),
+            (CoverageRule::ExpectedFailureHasScenario, "EN18031-1:CCK-2"),
+        ]
+    );
+    let text = |rule| {
+        problems
+            .iter()
+            .find(|p| p.rule == rule)
+            .unwrap()
+            .detail
+            .clone()
+    };
+    assert!(text(CoverageRule::StaleNoScenario).contains("a.feature:12"));
+    assert!(text(CoverageRule::ExpectedFailureInCatalogue).contains("`typo`"));
+    assert!(text(CoverageRule::ExpectedFailureHasScenario).contains("`uncaught`"));
+
+    let report = RequirementsReport::build(&cat, &idx, &profiles);
+    let s = report.summary;
+    assert_eq!(
+        (
+            s.requirements,
+            s.covered,
+            s.not_bench_testable,
+            s.bench_testable_without_scenario,
+            s.yes_without_scenario,
+            s.partly_without_scenario,
+            s.partly_with_no_scenario_reason,
+            s.problems
+        ),
+        (7, 3, 1, 3, 1, 2, 1, 5)
+    );
+}
+
+#[test]
+fn requirements_json_has_the_documented_shape() {
+    let (_dir, cat, idx, profiles) = rules_fixture();
+    let v = RequirementsReport::build(&cat, &idx, &profiles).to_json();
+    let reqs = v["requirements"].as_array().unwrap();
+    assert_eq!(reqs.len(), cat.len());
+    let scm3 = &reqs[0];
+    assert_eq!(scm3["id"], "EN18031-1:SCM-3");
+    assert_eq!(scm3["title"], "Some title");
+    assert_eq!(scm3["standard"], "EN 18031-1:2024");
+    assert_eq!(scm3["bench"], "yes");
+    assert!(scm3["reason"].is_null() && scm3["no_scenario"].is_null());
+    assert_eq!(
+        scm3["scenarios"],
+        serde_json::json!([{"location": "a.feature:4", "name": "yes covered"}])
+    );
+    assert_eq!(scm3["profiles"], serde_json::json!(["good", "uncaught"]));
+    let cck2 = reqs.iter().find(|r| r["id"] == "EN18031-1:CCK-2").unwrap();
+    assert_eq!(cck2["bench"], "partly");
+    assert_eq!(cck2["no_scenario"], "needs two units");
+    assert_eq!(cck2["scenarios"], serde_json::json!([]));
+    assert_eq!(v["summary"]["bench_testable_without_scenario"], 3);
+    assert_eq!(v["problems"][0]["rule"], "yes-needs-scenario");
+    assert_eq!(v["problems"][0]["requirement"], "EN18031-1:SCM-4");
+}
+
+#[test]
+fn requirements_command_prints_json() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_redrig"))
+        .args(["requirements", "--json"])
+        .env_remove("REDRIG_FEATURES")
+        .env_remove("REDRIG_FIXTURES")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stderr)));
+    let cat = Catalogue::load(shipped_path()).unwrap();
+    let ids: Vec<&str> = v["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let want: Vec<&str> = cat.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, want);
+    // The profile with the RAPEX findings is named under one of its requirements.
+    let acm1 = v["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "EN18031-1:ACM-1")
+        .unwrap();
+    assert!(
+        acm1["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "safe-kid-one"),
+        "{acm1}"
+    );
+    assert_eq!(
+        v["summary"]["requirements"].as_u64(),
+        Some(cat.len() as u64)
+    );
+}
+
+/// The coverage rules on the shipped catalogue, library and device profiles. Lists
+/// every requirement that breaks a rule, grouped by rule.
+#[test]
+fn shipped_library_meets_the_coverage_rules() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cat = Catalogue::load(shipped_path()).unwrap_or_else(|e| panic!("{e}"));
+    let idx = FeatureIndex::scan(root.join("features")).unwrap_or_else(|e| panic!("{e}"));
+    let profiles =
+        load_profile_failures(&root.join("fixtures/devices")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(profiles.len() >= 2, "no device profiles found");
+    let problems = coverage_problems(&cat, &idx, &profiles);
+    if problems.is_empty() {
+        return;
+    }
+    let mut msg = format!("{} coverage problems:\n", problems.len());
+    for rule in CoverageRule::ALL {
+        let ids: Vec<&str> = problems
+            .iter()
+            .filter(|p| p.rule == rule)
+            .map(|p| p.requirement.as_str())
+            .collect();
+        if !ids.is_empty() {
+            msg.push_str(&format!(
+                "\n{} ({}; {}):\n  {}\n",
+                rule.description(),
+                rule,
+                ids.len(),
+                ids.join("\n  ")
+            ));
+        }
+    }
+    msg.push_str("\ndetails:\n");
+    for p in &problems {
+        msg.push_str(&format!("  {p}\n"));
+    }
+    panic!("{msg}");
 }
 
 #[test]

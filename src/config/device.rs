@@ -60,6 +60,67 @@ pub struct Firmware {
     /// scenarios are not applicable.
     #[serde(default)]
     pub previous: Option<PathBuf>,
+    /// Images on the vendor's update server for the over-the-air update scenarios
+    /// (IXIT): names the backend's update command takes, not files of the rig.
+    /// Without it, or without one of its entries, the scenarios that need that
+    /// image are not applicable; so are those whose image carries a higher
+    /// anti-rollback index than `image` (installing it could not be undone).
+    #[serde(default)]
+    pub ota_test_images: Option<OtaTestImages>,
+}
+
+/// `device.firmware.ota_test_images`: names of images on the vendor's update server
+/// (e.g. `reference-2.5.0.img`), each optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtaTestImages {
+    /// A newer image the vendor signed: the watch should install it.
+    #[serde(default)]
+    pub valid: Option<String>,
+    /// A newer image without a signature: the watch should refuse it.
+    #[serde(default)]
+    pub unsigned: Option<String>,
+    /// A signed image whose payload was changed after signing: the watch should
+    /// refuse it.
+    #[serde(default)]
+    pub tampered: Option<String>,
+    /// An older image the vendor signed (lower anti-rollback index): the watch
+    /// should refuse it.
+    #[serde(default)]
+    pub older: Option<String>,
+}
+
+impl OtaTestImages {
+    /// The image named for `kind` (`valid`, `unsigned`, `tampered` or `older`);
+    /// `None` for an unknown kind or an entry not given.
+    pub fn get(&self, kind: &str) -> Option<&str> {
+        match kind {
+            "valid" => self.valid.as_deref(),
+            "unsigned" => self.unsigned.as_deref(),
+            "tampered" => self.tampered.as_deref(),
+            "older" => self.older.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// `(kind, name)` of every entry given.
+    pub fn entries(&self) -> Vec<(&'static str, &str)> {
+        ["valid", "unsigned", "tampered", "older"]
+            .into_iter()
+            .filter_map(|k| self.get(k).map(|n| (k, n)))
+            .collect()
+    }
+}
+
+/// True if `name` can name a file on an update server: 1..=255 printable ASCII
+/// characters without spaces or path separators, and not `.` or `..`.
+pub fn is_image_name(name: &str) -> bool {
+    (1..=255).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\')
 }
 
 /// `device.declaration`: what the manufacturer declares about the device.
@@ -589,6 +650,16 @@ pub(crate) fn validate_spec(raw: RawDeviceSpec, d: &mut Diag, base_dir: &Path) -
             &[dev, "firmware", "version"],
             "firmware.version is empty: expected a version like 2.4.0",
         );
+    }
+    if let Some(ota) = &firmware.ota_test_images {
+        for (kind, name) in ota.entries() {
+            if !is_image_name(name) {
+                d.err(
+                    &[dev, "firmware", "ota_test_images", kind],
+                    format!("invalid image name `{name}`: expected the name of an image on the vendor's update server, like reference-2.5.0.img (no spaces or slashes)"),
+                );
+            }
+        }
     }
 
     // declaration

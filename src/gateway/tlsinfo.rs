@@ -97,17 +97,62 @@ impl<'a> Cursor<'a> {
 /// Look at the first bytes a client sent for a TLS ClientHello (possibly spread
 /// over several records). Never panics, whatever the bytes.
 pub fn sniff_client_hello(data: &[u8]) -> Sniff {
+    match client_hello_body(data) {
+        HelloBody::NeedMore => Sniff::NeedMore,
+        HelloBody::NotTls => Sniff::NotTls,
+        HelloBody::Bad(e) => Sniff::Tls(Err(e)),
+        HelloBody::Body(b) => Sniff::Tls(parse_hello_body(&b)),
+    }
+}
+
+/// The cipher suites a ClientHello at the start of `data` offers, in the client's
+/// order, GREASE values left out. `Ok(None)` when more bytes are needed; `Err` when
+/// the bytes are not a TLS handshake or the hello cannot be parsed. Never panics,
+/// whatever the bytes.
+pub fn client_hello_cipher_suites(data: &[u8]) -> Result<Option<Vec<u16>>, String> {
+    let body = match client_hello_body(data) {
+        HelloBody::NeedMore => return Ok(None),
+        HelloBody::NotTls => return Err("not a TLS handshake".into()),
+        HelloBody::Bad(e) => return Err(e),
+        HelloBody::Body(b) => b,
+    };
+    let short = || "ClientHello is truncated".to_string();
+    let mut c = Cursor::new(&body);
+    c.u16().ok_or_else(short)?; // legacy version
+    c.take(32).ok_or_else(short)?; // random
+    c.vec8().ok_or_else(short)?; // session id
+    let list = c.vec16().ok_or_else(short)?;
+    if list.len() % 2 != 0 {
+        return Err(format!("cipher suite list of {} bytes", list.len()));
+    }
+    Ok(Some(
+        list.chunks_exact(2)
+            .map(|p| u16::from_be_bytes([p[0], p[1]]))
+            .filter(|&v| !is_grease(v))
+            .collect(),
+    ))
+}
+
+/// A ClientHello's handshake message body, reassembled from its records.
+enum HelloBody {
+    NeedMore,
+    NotTls,
+    Bad(String),
+    Body(Vec<u8>),
+}
+
+fn client_hello_body(data: &[u8]) -> HelloBody {
     if data.is_empty() {
-        return Sniff::NeedMore;
+        return HelloBody::NeedMore;
     }
     if data[0] != 0x16 {
-        return Sniff::NotTls;
+        return HelloBody::NotTls;
     }
     if data.len() < 2 {
-        return Sniff::NeedMore;
+        return HelloBody::NeedMore;
     }
     if data[1] != 0x03 {
-        return Sniff::NotTls;
+        return HelloBody::NotTls;
     }
     // Reassemble the handshake message from records.
     let mut hs: Vec<u8> = Vec::new();
@@ -115,34 +160,36 @@ pub fn sniff_client_hello(data: &[u8]) -> Sniff {
     loop {
         if hs.len() >= 4 {
             if hs[0] != 0x01 {
-                return Sniff::Tls(Err(format!(
+                return HelloBody::Bad(format!(
                     "first handshake message is type {}, not a ClientHello",
                     hs[0]
-                )));
+                ));
             }
             let len = u32::from_be_bytes([0, hs[1], hs[2], hs[3]]) as usize;
             if len > SNIFF_LIMIT {
-                return Sniff::Tls(Err(format!("ClientHello of {len} bytes")));
+                return HelloBody::Bad(format!("ClientHello of {len} bytes"));
             }
             if hs.len() >= 4 + len {
-                return Sniff::Tls(parse_hello_body(&hs[4..4 + len]));
+                hs.truncate(4 + len);
+                hs.drain(..4);
+                return HelloBody::Body(hs);
             }
         }
         let Some(hdr) = data.get(pos..pos + 5) else {
-            return Sniff::NeedMore;
+            return HelloBody::NeedMore;
         };
         if hdr[0] != 0x16 {
-            return Sniff::Tls(Err(format!(
+            return HelloBody::Bad(format!(
                 "record type {} before the ClientHello was complete",
                 hdr[0]
-            )));
+            ));
         }
         let rlen = u16::from_be_bytes([hdr[3], hdr[4]]) as usize;
         if rlen == 0 || rlen > 16384 + 2048 {
-            return Sniff::Tls(Err(format!("handshake record of {rlen} bytes")));
+            return HelloBody::Bad(format!("handshake record of {rlen} bytes"));
         }
         let Some(frag) = data.get(pos + 5..pos + 5 + rlen) else {
-            return Sniff::NeedMore;
+            return HelloBody::NeedMore;
         };
         hs.extend_from_slice(frag);
         pos += 5 + rlen;
@@ -1079,6 +1126,42 @@ mod tests {
         let _ = sniff_client_hello(&bad);
     }
 
+    #[test]
+    fn client_hello_cipher_suites_in_order_without_grease() {
+        assert_eq!(
+            client_hello_cipher_suites(&hello(None, &[0x0303])),
+            Ok(Some(vec![0x1301]))
+        );
+        // The suite list of a hello rewritten: GREASE, a TLS 1.3 suite, RC4-MD5.
+        let mut h = hello(Some("a.example"), &[0x0304]);
+        let at = 5 + 4 + 2 + 32 + 1;
+        assert_eq!(&h[at..at + 4], &[0, 2, 0x13, 0x01]);
+        h.splice(at..at + 4, [0, 6, 0x3a, 0x3a, 0x13, 0x02, 0x00, 0x04]);
+        // Record and handshake lengths grow by four.
+        let rlen = u16::from_be_bytes([h[3], h[4]]) + 4;
+        h[3..5].copy_from_slice(&rlen.to_be_bytes());
+        let hlen = u32::from_be_bytes([0, h[6], h[7], h[8]]) + 4;
+        h[6..9].copy_from_slice(&hlen.to_be_bytes()[1..]);
+        assert_eq!(
+            client_hello_cipher_suites(&h),
+            Ok(Some(vec![0x1302, 0x0004]))
+        );
+        // The rest of the hello still parses the same.
+        let Sniff::Tls(Ok(ch)) = sniff_client_hello(&h) else {
+            panic!()
+        };
+        assert_eq!(ch.sni.as_deref(), Some("a.example"));
+        // Incomplete, not TLS, odd-length list.
+        assert_eq!(client_hello_cipher_suites(&h[..20]), Ok(None));
+        assert!(client_hello_cipher_suites(b"[3G*1*0002*LK]").is_err());
+        let mut odd = h.clone();
+        odd[at + 1] = 5;
+        assert!(client_hello_cipher_suites(&odd).is_err());
+        for cut in 0..h.len() {
+            let _ = client_hello_cipher_suites(&h[..cut]);
+        }
+    }
+
     // ---- server side -------------------------------------------------------------
 
     use rcgen::{
@@ -1360,6 +1443,31 @@ mod tests {
             Some(cert.sha256.clone())
         );
         assert_eq!(finfo.chain_len, 2);
+    }
+
+    #[test]
+    fn cipher_suites_of_a_real_client_hello() {
+        let provider = rustls::crypto::ring::default_provider();
+        let want: Vec<u16> = provider
+            .cipher_suites
+            .iter()
+            .map(|s| u16::from(s.suite()))
+            .collect();
+        let cfg = ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = ServerName::try_from("watch.kidcloud.example").unwrap();
+        let mut client = ClientConnection::new(Arc::new(cfg), name).unwrap();
+        let mut hello = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut hello).unwrap();
+        }
+        let got = client_hello_cipher_suites(&hello).unwrap().unwrap();
+        // rustls adds the renegotiation signalling value after its suites.
+        let got: Vec<u16> = got.into_iter().filter(|&s| s != 0x00ff).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The scenario runner: cucumber embedded in the binary, options given
 //! programmatically, one scenario at a time against one device.
 
+pub mod order;
 pub mod recorder;
 pub mod world;
 
@@ -30,6 +31,9 @@ pub struct RunOptions {
     /// This executable (the built-in simulators are started from it).
     pub redrig_exe: PathBuf,
     pub quiet: bool,
+    /// `--shuffle`: run features and scenarios in the order of this seed
+    /// ([`order::SeededOrder`]); `None` = file order.
+    pub shuffle: Option<u64>,
 }
 
 /// What a run produced.
@@ -127,6 +131,12 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         opts.rig.display(),
         loaded.device_path.display()
     ));
+    if let Some(line) = order::describe(opts.shuffle) {
+        if !opts.quiet {
+            println!("{line}");
+        }
+        log.line(line);
+    }
     if let Err(e) = evidence::write_effective_config(&run_dir, &loaded) {
         log.line(format!("cannot write the effective configuration: {e}"));
     }
@@ -200,7 +210,8 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
                         .with_log(log.clone())
                         .with_clock(clock)
                         .assert_normalized();
-                    <RigWorld as cucumber::World>::cucumber()
+                    <RigWorld as cucumber::World>::cucumber::<PathBuf>()
+                        .with_parser(order::SeededOrder::new(opts.shuffle, &fdir))
                         .max_concurrent_scenarios(1)
                         .after(|_, _, _, _, world| {
                             Box::pin(async move {

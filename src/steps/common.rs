@@ -175,6 +175,26 @@ pub async fn send_command(
     Ok(())
 }
 
+/// The watch's details as its parent sees them (`GET /api/watches/{id}`).
+pub async fn watch_details(world: &mut RigWorld) -> Result<Value, StepFail> {
+    let id = watch_id(world).await?;
+    let r = api(
+        world,
+        Actor::Parent,
+        "GET",
+        &format!("/api/watches/{id}"),
+        None,
+    )
+    .await?;
+    if r.status != 200 {
+        return rig_fail(format!(
+            "the parent cannot read the watch's details: HTTP {} {}",
+            r.status, r.body
+        ));
+    }
+    Ok(r.body)
+}
+
 /// The watch's locations the backend shows its parent, reported at or after `since`.
 pub async fn locations_since(world: &mut RigWorld, since: u64) -> Result<Vec<Value>, StepFail> {
     let id = watch_id(world).await?;

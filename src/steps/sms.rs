@@ -294,7 +294,7 @@ async fn sms_move_server(world: &mut RigWorld, host: String, port: u16) -> StepR
 
 #[when(expr = "the parent asks the backend to move the watch to the server {string} port {int}")]
 async fn backend_move_server(world: &mut RigWorld, host: String, port: u16) -> StepResult {
-    if world.scratch.get(PASSWORD).is_none() && command_format(world).is_ok() {
+    if !world.scratch.contains_key(PASSWORD) && command_format(world).is_ok() {
         // The undo goes by SMS: it needs a password the rig knows.
         set_password(world).await?;
     }
