@@ -126,7 +126,7 @@ impl Strategy {
             // watch wrote just before losing power may still be on their way through
             // the modem line, so the rig waits for the line to fall quiet first.
             quiesce_modem_line(rig).await;
-            rig.cellular.hang_up().await?;
+            rig.cellular.power_lost().await?;
             self.enter(&clock, DeviceState::Off, "power off");
         }
         if target == DeviceState::Off {

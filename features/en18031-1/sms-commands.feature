@@ -1,6 +1,7 @@
 Feature: SMS commands — no universal default password, no answers to strangers, no replays
   Many children's watches take configuration commands by SMS, protected by a default
-  password (123456) printed in every manual. A command the parents send is only as safe
+  password (123456) printed in every manual. Defaults are what a watch has in its
+  factory state, so those checks start with a factory reset. A command the parents send is only as safe
   as its password, its sender check and its protection against being sent again by
   whoever recorded it; and a command the manufacturer does not declare must do nothing.
 
@@ -9,14 +10,16 @@ Feature: SMS commands — no universal default password, no answers to strangers
     And the parent is signed in to the app
     And the parent has set up the watch with the parent and the second parent as SOS numbers
 
-  @req:EN18031-1:AUM-5 @req:EN18031-1:AUM-5-1 @req:EN18031-2:AUM-5 @req:EN303645:5.1-1 @req:EN18031-1:GEC-7 @req:EN303645:5.6-2 @assess:functional-sufficiency
-  Scenario: The default SMS password does not work
-    When a stranger texts "pw,123456,ts#" to the watch
+  @req:EN18031-1:AUM-5 @req:EN18031-1:AUM-5-1 @req:EN18031-2:AUM-5 @req:EN303645:5.1-1 @req:EN18031-1:GEC-7 @req:EN303645:5.6-2 @req:EN18031-1:GEC-8 @assess:functional-sufficiency
+  Scenario: The default SMS password does not work, also right after a factory reset
+    When the parent resets the watch to factory settings through the app
+    And a stranger texts "pw,123456,ts#" to the watch
     Then the watch sends no SMS within 60 seconds
 
   @req:EN18031-1:AUM-5-1 @req:EN18031-2:AUM-5 @assess:functional-sufficiency
   Scenario: Other default passwords seen in the field do not work either
-    When a stranger texts "pw,523681,ts#" to the watch
+    When the parent resets the watch to factory settings through the app
+    And a stranger texts "pw,523681,ts#" to the watch
     Then the watch sends no SMS within 60 seconds
 
   @req:EN18031-1:SCM-4 @req:EN18031-2:SCM-4 @assess:functional-sufficiency

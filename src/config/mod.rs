@@ -78,6 +78,9 @@
 //!   imei: "861234567890124"       # 15 digits, Luhn-valid
 //!   device_id: "3456789012"       # 10 or 15 digits
 //!   firmware: { image: ../images/x.img, version: "2.4.0" }   # image relative to this file, must exist
+//!   # optional in firmware: previous: ../images/older.img (must exist);
+//!   #   ota_test_images: { valid: NAME, unsigned: NAME, tampered: NAME, older: NAME }
+//!   #   (image names on the vendor's update server, each optional)
 //!   declaration:                  # the manufacturer's declaration (all keys required except tls)
 //!     transport: tls              # tls | plain
 //!     tls: { min_version: "1.2", mutual: true, pinned: true }   # required iff transport: tls

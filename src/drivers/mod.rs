@@ -230,6 +230,12 @@ pub trait Cellular: Send + Sync {
     async fn call_watch(&self, caller_id: &str) -> RigResult<()>;
     /// End the network-side call (caller gives up / far end hangs up).
     async fn hang_up(&self) -> RigResult<()>;
+    /// The rig cut the watch's supply. Where the rig plays the modem itself, the
+    /// terminal side forgets what the watch was typing (a command or SMS text) and
+    /// any call ends; a real modem resets by itself, so the default only hangs up.
+    async fn power_lost(&self) -> RigResult<()> {
+        self.hang_up().await
+    }
     /// How the far end treats calls the watch places from now on.
     fn set_call_answer(&self, answer: CallAnswer);
     fn log(&self) -> &EventLog<CellEvent>;

@@ -667,6 +667,20 @@ impl ModemCore {
     }
 
     /// The network side ends the call: the caller gives up or the far end hangs up.
+    /// The watch (and with it the terminal side of its modem) lost power: a command
+    /// line or an SMS it was typing is dropped, as a real modem forgets it when its
+    /// supply goes, and any call ends. Without this, an SMS whose text the watch had
+    /// not finished when the rig cut the supply would swallow the next boot's
+    /// commands as message text.
+    pub fn power_lost(&mut self, fx: &mut Effects) {
+        self.input = Input::Command {
+            line: Vec::new(),
+            excess: 0,
+        };
+        self.pdp_active = false;
+        self.hang_up(fx);
+    }
+
     pub fn hang_up(&mut self, fx: &mut Effects) {
         if self.call.take().is_some() {
             fx.line("NO CARRIER");
@@ -966,6 +980,14 @@ impl Cellular for VirtualModem {
         .await
     }
 
+    async fn power_lost(&self) -> RigResult<()> {
+        self.run(|core, _, fx| {
+            core.power_lost(fx);
+            Ok(())
+        })
+        .await
+    }
+
     fn set_call_answer(&self, answer: CallAnswer) {
         lock(&self.inner.core).set_call_answer(answer);
     }
@@ -1226,6 +1248,32 @@ mod tests {
             fx.out.concat(),
             b"\r\n+CMT: \"+49170\",,\"14/05/26,08:14:11+00\"\r\nhi\r\n"
         );
+    }
+
+    #[test]
+    fn a_power_loss_drops_an_unfinished_sms() {
+        let mut m = ModemCore::new();
+        let (out, _) = run(&mut m, b"AT+CMGS=\"+4915100000001\"\r", 0);
+        assert!(out.ends_with("> "), "{out:?}");
+        // The supply goes while the text is being typed; after the next boot the
+        // watch's first command is a command again, not message text.
+        let (_, events) = run(&mut m, b"monitor o", 0);
+        assert!(events.is_empty());
+        let mut fx = Effects::default();
+        m.power_lost(&mut fx);
+        let (out, events) = run(&mut m, b"AT\r", 0);
+        assert_eq!(out, "\r\nOK\r\n");
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, CellEvent::SmsFromWatch { .. })),
+            "{events:?}"
+        );
+        // Without the reset the same bytes would have gone into the message.
+        let mut m = ModemCore::new();
+        run(&mut m, b"AT+CMGS=\"+4915100000001\"\r", 0);
+        let (out, _) = run(&mut m, b"AT\r", 0);
+        assert!(!out.contains("OK"), "{out:?}");
     }
 
     #[test]
