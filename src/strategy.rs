@@ -303,7 +303,12 @@ impl Strategy {
     }
 
     /// Wait until the backend reports the watch online to its parent.
-    async fn wait_online(&mut self, rig: &Rig, loaded: &LoadedRig, timeout: f64) -> RigResult<()> {
+    pub async fn wait_online(
+        &mut self,
+        rig: &Rig,
+        loaded: &LoadedRig,
+        timeout: f64,
+    ) -> RigResult<()> {
         let deadline = rig.clock.deadline(timeout);
         let imei = loaded.device.device.imei.clone();
         loop {

@@ -175,44 +175,36 @@ pub async fn send_command(
     Ok(())
 }
 
-/// The watch's details as its parent sees them (`GET /api/watches/{id}`).
-pub async fn watch_details(world: &mut RigWorld) -> Result<Value, StepFail> {
+/// `GET /api/watches/{id}{suffix}` as the parent; anything but 200 is a rig problem
+/// (the parent must be able to read their own watch), described as `what`.
+async fn parent_get(world: &mut RigWorld, suffix: &str, what: &str) -> Result<Value, StepFail> {
     let id = watch_id(world).await?;
     let r = api(
         world,
         Actor::Parent,
         "GET",
-        &format!("/api/watches/{id}"),
+        &format!("/api/watches/{id}{suffix}"),
         None,
     )
     .await?;
     if r.status != 200 {
         return rig_fail(format!(
-            "the parent cannot read the watch's details: HTTP {} {}",
+            "the parent cannot read the watch's {what}: HTTP {} {}",
             r.status, r.body
         ));
     }
     Ok(r.body)
 }
 
+/// The watch's details as its parent sees them (`GET /api/watches/{id}`).
+pub async fn watch_details(world: &mut RigWorld) -> Result<Value, StepFail> {
+    parent_get(world, "", "details").await
+}
+
 /// The watch's locations the backend shows its parent, reported at or after `since`.
 pub async fn locations_since(world: &mut RigWorld, since: u64) -> Result<Vec<Value>, StepFail> {
-    let id = watch_id(world).await?;
-    let r = api(
-        world,
-        Actor::Parent,
-        "GET",
-        &format!("/api/watches/{id}/locations"),
-        None,
-    )
-    .await?;
-    if r.status != 200 {
-        return rig_fail(format!(
-            "the parent cannot read the watch's locations: HTTP {} {}",
-            r.status, r.body
-        ));
-    }
-    Ok(r.body
+    let body = parent_get(world, "/locations", "locations").await?;
+    Ok(body
         .as_array()
         .map(|a| {
             a.iter()

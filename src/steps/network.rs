@@ -73,17 +73,8 @@ async fn backend_refuses(world: &mut RigWorld) -> StepResult {
 
 #[then("the watch's SOS numbers are unchanged")]
 async fn numbers_unchanged(world: &mut RigWorld) -> StepResult {
-    let id = watch_id(world).await?;
     let stranger = number(world, "stranger")?;
-    let r = api(
-        world,
-        Actor::Parent,
-        "GET",
-        &format!("/api/watches/{id}"),
-        None,
-    )
-    .await?;
-    let numbers = r.body["numbers"].to_string();
+    let numbers = watch_details(world).await?["numbers"].to_string();
     ensure_device(!numbers.contains(&stranger), || {
         format!("the stranger's number is now among the watch's numbers: {numbers}")
     })

@@ -358,7 +358,12 @@ async fn factory_reset(world: &mut RigWorld) -> StepResult {
             "the watch did not connect to {host} within {step_timeout} s after the factory reset"
         ));
     }
-    wait_online(world, step_timeout).await?;
+    let ctx = world.ctx.clone();
+    ctx.strategy
+        .lock()
+        .await
+        .wait_online(&ctx.rig, &ctx.loaded, step_timeout)
+        .await?;
     world.measure(
         "factory reset until back online",
         world.now().saturating_sub(since) as f64 / 1000.0,
@@ -371,29 +376,6 @@ async fn factory_reset(world: &mut RigWorld) -> StepResult {
     world.scratch.remove(PREVIOUS_PASSWORD);
     world.action_at = Some(world.now());
     Ok(())
-}
-
-/// Poll the parent API until it reports the watch online.
-async fn wait_online(world: &mut RigWorld, secs: f64) -> StepResult {
-    let deadline = world.clock().deadline(secs);
-    let imei = world.ctx.loaded.device.device.imei.clone();
-    loop {
-        let r = api(world, Actor::Parent, "GET", "/api/watches", None).await?;
-        let online = r.body.as_array().is_some_and(|ws| {
-            ws.iter().any(|w| {
-                w["imei"].as_str() == Some(imei.as_str()) && w["online"].as_bool() == Some(true)
-            })
-        });
-        if online {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return rig_fail(format!(
-                "the backend did not report the watch online within {secs} s"
-            ));
-        }
-        world.clock().sleep(1.0).await;
-    }
 }
 
 #[then(expr = "the watch calls neither the parent nor the second parent within {int} seconds")]
