@@ -18,6 +18,10 @@
 //! # Ok::<(), redrig_hardware::HardwareError>(())
 //! ```
 
+pub mod serial_id;
+
+pub mod probe;
+
 use rppal::gpio::{Gpio, InputPin, Level, OutputPin, Trigger};
 use std::time::{Duration, Instant};
 
@@ -109,6 +113,26 @@ impl PiGpio {
         };
         line.set(false);
         Ok(line)
+    }
+
+    /// Take `pin` (BCM) as an output *without changing its level*: the level the
+    /// line has now is read first and driven again. For one-off commands
+    /// (`redrig power on` on a watch that is already on must not cut its supply
+    /// for an instant, as [`output`](Self::output) would by starting inactive).
+    pub fn output_as_is(&self, pin: u8, active_low: bool) -> Result<OutputLine, HardwareError> {
+        let p = self.gpio.get(pin).map_err(|e| pin_error(pin, e))?;
+        let high = p.read() == Level::High;
+        let mut out = if high {
+            p.into_output_high()
+        } else {
+            p.into_output_low()
+        };
+        out.set_reset_on_drop(false);
+        Ok(OutputLine {
+            pin: out,
+            active_low,
+            active: high != active_low,
+        })
     }
 
     /// Take `pin` (BCM) as an input watching both edges (pull-up when active low,
