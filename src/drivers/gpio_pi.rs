@@ -65,6 +65,29 @@ impl Inner {
         let _ = self.evidence.append_blocking("gpio.log", self.line(text));
     }
 
+    /// Drive every button line inactive, now (also from `Drop`, so it must not
+    /// block).
+    fn release_buttons(&self) {
+        for (name, line) in &self.buttons {
+            let mut l = match line.lock() {
+                Ok(l) => l,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if l.is_active() {
+                l.set(false);
+                let pin = l.pin();
+                drop(l);
+                // May run on a runtime thread (drop): never wait for the writer.
+                let _ = self.evidence.try_append(
+                    "gpio.log",
+                    self.line(&format!(
+                        "button {name} (GPIO {pin}) -> inactive (released at close)"
+                    )),
+                );
+            }
+        }
+    }
+
     async fn drive(&self, what: &str, line: &Mutex<OutputLine>, active: bool) {
         let pin = {
             let mut l = line.lock().unwrap();
@@ -194,8 +217,10 @@ impl PiGpioDriver {
         }
     }
 
-    /// Stop watching the indicators (outputs stay as they are).
+    /// Release every button (a press cut short by the end of a run must not leave
+    /// a button held), stop watching the indicators. The supply stays as it is.
     pub fn close(&self) {
+        self.inner.release_buttons();
         self.inner.stop.store(true, Ordering::SeqCst);
         for t in self.threads.lock().unwrap().drain(..) {
             let _ = t.join();
@@ -205,6 +230,7 @@ impl PiGpioDriver {
 
 impl Drop for PiGpioDriver {
     fn drop(&mut self) {
+        self.inner.release_buttons();
         self.inner.stop.store(true, Ordering::SeqCst);
     }
 }

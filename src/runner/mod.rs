@@ -231,7 +231,7 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
                 _ = shutdown_signal() => {
                     interrupted = true;
                     log.line("interrupt received: stopping the running scenario");
-                    recorder.abort_current("run interrupted (SIGINT/SIGTERM)");
+                    recorder.abort_current("run interrupted (SIGINT/SIGTERM/SIGHUP)");
                 }
             }
             drop(quiet_hook);
@@ -302,21 +302,25 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
+/// Resolves on SIGINT, SIGTERM or SIGHUP (a CI runner cancelling the job, Ctrl-C, a
+/// closed terminal or SSH session): each ends a run the same orderly way.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    let mut int = match signal(SignalKind::interrupt()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut streams = Vec::new();
+    for kind in [
+        SignalKind::terminate(),
+        SignalKind::interrupt(),
+        SignalKind::hangup(),
+    ] {
+        if let Ok(s) = signal(kind) {
+            streams.push(s);
+        }
     }
+    if streams.is_empty() {
+        return std::future::pending().await;
+    }
+    let waits = streams.iter_mut().map(|s| Box::pin(s.recv()));
+    futures::future::select_all(waits).await;
 }
 
 type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
