@@ -163,6 +163,8 @@ pub async fn gnss(routes: PathBuf, source: Source, sink: Sink) -> i32 {
             };
             let (p, ev) = (port.clone(), evidence.clone());
             let gnss = match tokio::task::spawn_blocking(move || {
+                // `usb:`/`usb-path:` selectors name the adapter by identity.
+                let p = crate::ports::resolve(&p)?;
                 SerialGnss::open(&p, baud, clock, options, &ev)
             })
             .await

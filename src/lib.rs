@@ -5,22 +5,27 @@
 //! [`runner`] executes the Gherkin scenario library ([`steps`]) and writes the
 //! evidence ([`evidence`]).
 
+pub mod bench;
 pub mod catalogue;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod drivers;
 pub mod error;
 pub mod evidence;
 pub mod features;
 pub mod firmware_scan;
+pub mod flashcmd;
 pub mod gateway;
 pub mod gnss;
 pub mod gnsscmd;
+pub mod hwmap;
 pub mod lab;
 pub mod labshell;
 pub mod lock;
 pub mod netns;
+pub mod ports;
 pub mod rig;
 pub mod runner;
 pub mod steps;

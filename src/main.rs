@@ -26,7 +26,7 @@ enum Command {
     /// conformant reference watch).
     Run {
         /// Rig configuration.
-        #[arg(long, default_value_os_t = default_rig())]
+        #[arg(long, env = "REDRIG_RIG", default_value_os_t = default_rig())]
         rig: PathBuf,
         /// Device profile (a name in fixtures/devices/ or a path) instead of the rig's.
         #[arg(long)]
@@ -62,7 +62,7 @@ enum Command {
     },
     /// Validate a rig configuration without touching hardware.
     Check {
-        #[arg(long, default_value_os_t = default_rig())]
+        #[arg(long, env = "REDRIG_RIG", default_value_os_t = default_rig())]
         rig: PathBuf,
         #[arg(long)]
         dut: Option<String>,
@@ -118,6 +118,109 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         geoid_sep: f64,
     },
+    /// The rig's health check before a run: configuration, run lock, GPIO, serial
+    /// ports, probes, loopback self-tests, the virtual lab. Exit 0 healthy, 2 not.
+    Doctor {
+        #[arg(long, env = "REDRIG_RIG", default_value_os_t = default_rig())]
+        rig: PathBuf,
+        #[arg(long)]
+        dut: Option<String>,
+        /// One JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List attached debug probes and serial adapters with their stable identities,
+    /// as a rig-file fragment.
+    Scan {
+        /// JSON instead of the YAML fragment.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a firmware image (ELF, Intel HEX or BIN) through a debug probe, or only
+    /// check that it fits the chip's flash.
+    Flash {
+        /// The image (default: the device profile's firmware image).
+        image: Option<PathBuf>,
+        /// Rig configuration (its instruments.flasher gives probe and chip).
+        #[arg(long, env = "REDRIG_RIG", default_value_os_t = default_rig())]
+        rig: PathBuf,
+        #[arg(long)]
+        dut: Option<String>,
+        /// Probe selector VID:PID[:SERIAL] instead of the rig file's.
+        #[arg(long)]
+        probe: Option<String>,
+        /// probe-rs chip name instead of the rig file's.
+        #[arg(long)]
+        chip: Option<String>,
+        /// Load address of a BIN image.
+        #[arg(long, value_parser = parse_address)]
+        base: Option<u64>,
+        /// Erase the whole chip first.
+        #[arg(long)]
+        erase_all: bool,
+        /// Skip reading back what was written.
+        #[arg(long)]
+        no_verify: bool,
+        /// Leave the core halted instead of resetting it.
+        #[arg(long)]
+        no_reset: bool,
+        /// Only check the image against the chip's memory map; no probe needed.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Press a button of a physical bench (hold, double press).
+    Press {
+        /// Button name as in instruments.buttons.pins (sos, power, call1, call2).
+        button: String,
+        #[arg(long, env = "REDRIG_RIG", default_value_os_t = default_rig())]
+        rig: PathBuf,
+        /// How long to hold it, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        ms: u64,
+        /// Press twice.
+        #[arg(long)]
+        double: bool,
+        /// Released time between the two presses of --double, in milliseconds.
+        #[arg(long, default_value_t = 250)]
+        gap_ms: u64,
+        /// Append the timed actions to DIR/bench.log.
+        #[arg(long)]
+        evidence: Option<PathBuf>,
+    },
+    /// Switch the supply of a physical bench: on, off or cycle.
+    Power {
+        #[arg(value_parser = ["on", "off", "cycle"])]
+        action: String,
+        #[arg(long, env = "REDRIG_RIG", default_value_os_t = default_rig())]
+        rig: PathBuf,
+        /// Off time of a cycle, in milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        off_ms: u64,
+        /// Append the timed actions to DIR/bench.log.
+        #[arg(long)]
+        evidence: Option<PathBuf>,
+    },
+    /// Show a serial console with timestamps; lines on standard input are sent to
+    /// it. Runs until Ctrl-C or --seconds.
+    Console {
+        /// Rig configuration (its instruments.console); --port takes precedence.
+        #[arg(long, env = "REDRIG_RIG", default_value_os_t = default_rig())]
+        rig: PathBuf,
+        /// A port instead of the rig's: device path, by-id link or usb: selector.
+        #[arg(long)]
+        port: Option<String>,
+        #[arg(long, default_value_t = 115200, requires = "port")]
+        baud: u32,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Send this line first (repeatable).
+        #[arg(long)]
+        send: Vec<String>,
+        /// Evidence directory (console-watch.raw/.log); default bench/<UTC time>/.
+        #[arg(long)]
+        evidence: Option<PathBuf>,
+    },
     /// The virtual lab, by hand.
     Lab {
         #[command(subcommand)]
@@ -137,11 +240,20 @@ enum Command {
 enum LabCommand {
     /// Start a virtual lab and print where every wire is; runs until Ctrl-C.
     Up {
-        #[arg(long, default_value_os_t = default_rig())]
+        #[arg(long, env = "REDRIG_RIG", default_value_os_t = default_rig())]
         rig: PathBuf,
         #[arg(long)]
         dut: Option<String>,
     },
+}
+
+/// `0x1000`, `4096`.
+fn parse_address(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| format!("`{s}` is not an address: expected 0x08000000 or a decimal number"))
 }
 
 fn default_rig() -> PathBuf {
@@ -253,6 +365,82 @@ async fn dispatch(command: Command) -> i32 {
                 _ => unreachable!("clap requires one sink"),
             };
             redrig::gnsscmd::gnss(routes, source, sink).await
+        }
+        Command::Doctor { rig, dut, json } => {
+            redrig::doctor::doctor(&rig, dut.as_deref(), json, &exe).await
+        }
+        Command::Scan { json } => redrig::flashcmd::scan(json).await,
+        Command::Flash {
+            image,
+            rig,
+            dut,
+            probe,
+            chip,
+            base,
+            erase_all,
+            no_verify,
+            no_reset,
+            check,
+        } => {
+            redrig::flashcmd::flash(redrig::flashcmd::FlashRequest {
+                image,
+                rig,
+                dut,
+                probe,
+                chip,
+                base,
+                erase_all,
+                verify: !no_verify,
+                reset: !no_reset,
+                check_only: check,
+            })
+            .await
+        }
+        Command::Press {
+            button,
+            rig,
+            ms,
+            double,
+            gap_ms,
+            evidence,
+        } => {
+            let how = redrig::bench::Press {
+                hold: std::time::Duration::from_millis(ms),
+                double,
+                gap: std::time::Duration::from_millis(gap_ms),
+            };
+            redrig::bench::press(&rig, &button, how, evidence.as_deref()).await
+        }
+        Command::Power {
+            action,
+            rig,
+            off_ms,
+            evidence,
+        } => match redrig::bench::PowerAction::parse(&action, off_ms) {
+            Some(a) => redrig::bench::power(&rig, a, evidence.as_deref()).await,
+            None => exit::USAGE,
+        },
+        Command::Console {
+            rig,
+            port,
+            baud,
+            seconds,
+            send,
+            evidence,
+        } => {
+            let target = match port {
+                Some(port) => redrig::bench::ConsoleTarget {
+                    port,
+                    baud,
+                    lock: None,
+                },
+                None => match redrig::bench::ConsoleTarget::from_rig(&rig) {
+                    Ok(t) => t,
+                    Err(code) => return code,
+                },
+            };
+            let dir = redrig::bench::evidence_dir(evidence);
+            redrig::bench::console(&target, seconds, &send, &dir).await
         }
         Command::Lab {
             command: LabCommand::Up { rig, dut },

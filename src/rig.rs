@@ -6,10 +6,11 @@
 //! instrument with its configured backend. The code path is the same for the lab
 //! and a physical bench: only the wire names differ.
 //!
-//! Backends that exist in the configuration schema but have no driver yet are
-//! refused at assemble time with `RigError::Config("… is not implemented yet")`:
-//! `probe-rs` (flasher and debug port). The `callbox` cellular backend runs the
-//! lab's adapter commands ([`crate::drivers::callbox`]).
+//! The `probe-rs` flasher and debug port ([`crate::drivers::flash_probe`]) open
+//! their probe for each attempt; a bad probe selector or chip name is refused before
+//! anything starts, and the flasher switches the watch on through the rig's power
+//! switch for each attempt (and off after it). The `callbox` cellular backend runs
+//! the lab's adapter commands ([`crate::drivers::callbox`]).
 //!
 //! [`Rig::shutdown`] powers the device off, closes the gateway (recording every
 //! open flow's end), closes the instruments and stops the lab. Dropping a rig does
@@ -26,6 +27,7 @@ use crate::drivers::callbox::{CallboxCellular, CallboxSpec};
 use crate::drivers::console::SerialConsole;
 use crate::drivers::debug_virtual::VirtualDebugPort;
 use crate::drivers::flash_drive::DriveFlasher;
+use crate::drivers::flash_probe::{ProbeDebugPort, ProbeFlasher, ProbeTarget};
 use crate::drivers::gnss::{GnssOptions, SerialGnss};
 use crate::drivers::gpio_pi::{PiGpioDriver, PiPinMap};
 use crate::drivers::gpio_virtual::VirtualGpio;
@@ -75,18 +77,15 @@ pub struct Rig {
     parts: Parts,
 }
 
-fn not_implemented(what: &str) -> RigError {
-    RigError::Config(format!("{what} is not implemented yet"))
-}
-
-/// Refuse, before anything is started, backends that have no driver yet.
-fn check_implemented(loaded: &LoadedRig) -> RigResult<()> {
+/// Refuse, before anything is started, a `probe-rs` instrument whose probe selector
+/// does not parse or whose chip probe-rs does not know.
+fn check_probe_targets(loaded: &LoadedRig) -> RigResult<()> {
     let ins = &loaded.rig.instruments;
-    if let FlasherConfig::ProbeRs { .. } = ins.flasher {
-        return Err(not_implemented("instruments.flasher backend `probe-rs`"));
+    if let FlasherConfig::ProbeRs { probe, chip } = &ins.flasher {
+        ProbeTarget::resolve("flasher", probe, chip)?;
     }
-    if let DebugPortConfig::ProbeRs { .. } = ins.debug_port {
-        return Err(not_implemented("instruments.debug_port backend `probe-rs`"));
+    if let DebugPortConfig::ProbeRs { probe, chip } = &ins.debug_port {
+        ProbeTarget::resolve("debug_port", probe, chip)?;
     }
     Ok(())
 }
@@ -156,7 +155,7 @@ impl Rig {
         clock: Clock,
         evidence_dir: &Path,
     ) -> RigResult<Rig> {
-        check_implemented(loaded)?;
+        check_probe_targets(loaded)?;
         std::fs::create_dir_all(evidence_dir).map_err(|e| {
             RigError::Other(format!(
                 "evidence directory {}: {e}",
@@ -186,7 +185,7 @@ impl Rig {
         };
         let resolve = |p: &PortRef| -> RigResult<String> {
             match p {
-                PortRef::Real(s) => Ok(s.clone()),
+                PortRef::Real(s) => crate::ports::resolve(s),
                 PortRef::Lab(w) => lab.as_ref().map(|l| l.wires().get(*w)).ok_or_else(|| {
                     RigError::Config(format!("`lab:{}` is used but no lab is running", w.name()))
                 }),
@@ -325,16 +324,16 @@ impl Rig {
             FlasherConfig::Drive { path } => {
                 DriveFlasher::open(&PathBuf::from(resolve(path)?), clock, evidence_dir)?
             }
-            FlasherConfig::ProbeRs { .. } => {
-                return Err(not_implemented("instruments.flasher backend `probe-rs`"))
-            }
+            FlasherConfig::ProbeRs { probe, chip } => Arc::new(
+                ProbeFlasher::new(probe, chip, clock, evidence_dir)?.with_power(power.clone()),
+            ),
         };
         let debug: Arc<dyn DebugPort> = match &ins.debug_port {
             DebugPortConfig::Virtual { path } => {
                 VirtualDebugPort::open(&PathBuf::from(resolve(path)?), evidence_dir)?
             }
-            DebugPortConfig::ProbeRs { .. } => {
-                return Err(not_implemented("instruments.debug_port backend `probe-rs`"))
+            DebugPortConfig::ProbeRs { probe, chip } => {
+                Arc::new(ProbeDebugPort::new(probe, chip, clock, evidence_dir)?)
             }
         };
         let backend: Arc<dyn Backend> = HttpBackend::from_config(loaded, lab.as_ref())?;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 fn redrig() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_redrig"));
+    // The default rig is the virtual lab unless REDRIG_RIG names another.
+    c.env_remove("REDRIG_RIG");
     c.current_dir(env!("CARGO_MANIFEST_DIR"));
     c.env_remove("CUCUMBER_FILTER_TAGS");
     c

@@ -117,14 +117,15 @@ fn shipped_pi_bench_validates_without_presence_check_and_fails_presence_here() {
         }
         other => panic!("{other:?}"),
     }
-    // probe-rs is accepted with a warning.
-    expect(
-        &loaded.warnings,
-        "pi-bench.yaml",
-        36,
-        26,
-        &["probe-rs", "not implemented"],
-    );
+    // probe-rs flashing is implemented: the bench validates without warnings.
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    match &loaded.rig.instruments.flasher {
+        config::FlasherConfig::ProbeRs { probe, chip } => {
+            assert_eq!(probe, "1366:1015:000683456789");
+            assert_eq!(chip, "nRF52840_xxAA");
+        }
+        other => panic!("{other:?}"),
+    }
     // This machine has neither the USB-serial adapters nor a Pi.
     let presence = config::check_presence(&loaded);
     expect(
@@ -625,4 +626,102 @@ fn mistakes_in_route_files_are_reported_at_their_positions() {
     let f = "gnss-routes/places.yaml";
     expect(&errs, f, 3, 16, &["latitude 95", "-90..=90"]);
     expect(&errs, f, 9, 16, &["nowhere"]);
+}
+
+#[test]
+fn health_loopbacks_are_checked_like_instrument_lines() {
+    let errs = errors_of(&rig("bad/health.yaml"), None);
+    let f = "bad/health.yaml";
+    expect(&errs, f, 58, 22, &["GPIO 20 to itself"]);
+    expect(
+        &errs,
+        f,
+        59,
+        14,
+        &["GPIO 23 is used twice", "instruments.buttons.pins.sos"],
+    );
+    expect(&errs, f, 59, 22, &["GPIO 15 is reserved"]);
+    expect(&errs, f, 61, 15, &["usb:0403:zz:X"]);
+    expect(
+        &errs,
+        f,
+        62,
+        15,
+        &["lab:console", "not a real serial adapter"],
+    );
+}
+
+#[test]
+fn a_port_named_by_plug_order_is_a_warning_on_a_physical_rig() {
+    let text = std::fs::read_to_string(rig("pi-bench.yaml")).unwrap();
+    let text = text.replace(
+        "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A10KXYZ1-if00-port0",
+        "/dev/ttyUSB0",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.yaml");
+    std::fs::write(
+        &path,
+        text.replace(
+            "device_profile: reference",
+            &format!(
+                "device_profile: {}",
+                fixtures().join("devices/reference.yaml").display()
+            ),
+        ),
+    )
+    .unwrap();
+    let loaded = config::load_rig(&path, None).unwrap_or_else(|e| panic!("{e}"));
+    expect(
+        &loaded.warnings,
+        "bench.yaml",
+        28,
+        38,
+        &["/dev/ttyUSB0", "plugged in", "usb:VID:PID:SERIAL"],
+    );
+    // The shipped bench names every adapter by a stable identity: no such warning.
+    let shipped = config::load_rig(&rig("pi-bench.yaml"), None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !shipped
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("plugged in")),
+        "{:?}",
+        shipped.warnings
+    );
+    match &shipped.rig.instruments.gnss {
+        config::GnssConfig::Serial { port, .. } => {
+            assert_eq!(port.as_string(), "usb:0403:6011:FT4QX7B2:1")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        shipped.rig.health.gpio_loopback,
+        vec![config::GpioLoopback { out: 20, input: 21 }]
+    );
+}
+
+#[test]
+fn an_unknown_chip_or_a_bad_probe_selector_is_refused_at_its_position() {
+    let text = std::fs::read_to_string(rig("pi-bench.yaml")).unwrap();
+    let text = text
+        .replacen("chip: nRF52840_xxAA }", "chip: nrf52840 }", 1)
+        .replacen(
+            "probe: \"1366:1015:000683456789\", chip: nRF52840_xxAA",
+            "probe: \"J-Link\", chip: nRF52840_xxAA",
+            1,
+        )
+        .replace(
+            "device_profile: reference",
+            &format!(
+                "device_profile: {}",
+                fixtures().join("devices/reference.yaml").display()
+            ),
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.yaml");
+    std::fs::write(&path, text).unwrap();
+    let errs = errors_of(&path, None);
+    expect(&errs, "bench.yaml", 36, 75, &["nrf52840", "nRF52840_xxAA"]);
+    expect(&errs, "bench.yaml", 37, 43, &["J-Link"]);
 }

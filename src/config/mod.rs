@@ -64,7 +64,11 @@
 //!   declares.
 //! - Serial bauds are standard rates; the console baud equals the profile's.
 //! - `network.hosts` covers the profile's device endpoint host and API host.
-//! - `probe-rs` backends are accepted but not implemented: a warning.
+//! - `probe-rs` backends: the probe selector parses and the chip is one probe-rs
+//!   knows (an unknown name lists close ones).
+//! - `usb:`/`usb-path:` serial selectors parse; on a physical rig, `/dev/ttyUSBn` and
+//!   `/dev/ttyACMn` (plug-order names) are a warning.
+//! - `health:` loopbacks: physical rigs only; pins checked like instrument pins.
 //! - Physical serial ports/paths must exist — only in [`check_presence`], so that
 //!   validation itself never depends on the hardware being plugged in.
 //!
@@ -135,8 +139,9 @@ pub struct LoadedRig {
     pub rig_path: PathBuf,
     /// The device profile file (the rig file itself for an inline `device:`).
     pub device_path: PathBuf,
-    /// Things that are allowed but will not work as one may expect (e.g. `probe-rs`
-    /// backends, an unset `password_env` variable). Same format as errors.
+    /// Things that are allowed but will not work as one may expect (e.g. a serial
+    /// port named by plug order, an unset `password_env` variable). Same format as
+    /// errors.
     pub warnings: Vec<ConfigError>,
     /// Places and routes from the GNSS instrument's `routes` directory.
     pub routes: std::sync::Arc<crate::gnss::route::RouteLibrary>,
@@ -207,13 +212,15 @@ pub fn resolve_secret(s: &Secret) -> Result<String, String> {
         Secret::Inline(v) => Ok(v.clone()),
         Secret::Env(var) => match std::env::var(var) {
             Ok(v) if !v.is_empty() => Ok(v),
-            Ok(_) => Err(format!("environment variable `{var}` (password_env) is empty: expected the password")),
-            Err(std::env::VarError::NotPresent) => Err(format!(
-                "environment variable `{var}` (password_env) is not set: export {var}=… before running"
+            Ok(_) => Err(format!(
+                "environment variable `{var}` (a secret of the profile, `…_env`) is empty: expected its value"
             )),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                Err(format!("environment variable `{var}` (password_env) is not valid UTF-8"))
-            }
+            Err(std::env::VarError::NotPresent) => Err(format!(
+                "environment variable `{var}` (a secret of the profile, `…_env`) is not set: export {var}=… before running"
+            )),
+            Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                "environment variable `{var}` (a secret of the profile, `…_env`) is not valid UTF-8"
+            )),
         },
     }
 }
@@ -532,7 +539,14 @@ pub fn check_presence(loaded: &LoadedRig) -> Vec<ConfigError> {
     }
     for (instr, key, r, what) in paths {
         if let PortRef::Real(p) = r {
-            if !Path::new(p).exists() {
+            if crate::ports::is_selector(p) {
+                if let Err(e) = crate::ports::resolve(p) {
+                    d.err(
+                        &["instruments", instr, key],
+                        format!("{what} not present: {e}"),
+                    );
+                }
+            } else if !Path::new(p).exists() {
                 d.err(
                     &["instruments", instr, key],
                     format!(

@@ -35,6 +35,38 @@ pub struct RigConfig {
     pub instruments: Instruments,
     /// `network:` — how the rig reaches the device's backend.
     pub network: NetworkConfig,
+    /// `health:` — self-tests `redrig doctor` runs where the bench is wired for
+    /// them (physical rigs only; empty when absent).
+    pub health: HealthConfig,
+}
+
+/// `health:` section: loopback wiring on a physical bench that `redrig doctor` uses
+/// to prove the rig's own lines work before a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HealthConfig {
+    /// Jumpers from a spare output line to a spare input line.
+    pub gpio_loopback: Vec<GpioLoopback>,
+    /// Spare serial adapters with TX jumpered to RX.
+    pub serial_loopback: Vec<SerialLoopback>,
+}
+
+/// `{ out: 20, in: 21 }`: BCM `out` is wired to BCM `in`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GpioLoopback {
+    /// The driven line.
+    pub out: u8,
+    /// The sensing line.
+    #[serde(rename = "in")]
+    pub input: u8,
+}
+
+/// `{ port: "usb:…", baud: 115200 }`: an adapter whose TX is jumpered to its RX.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SerialLoopback {
+    /// Device path, by-id/by-path link or `usb:` selector.
+    pub port: String,
+    /// Line speed (default 115200).
+    pub baud: u32,
 }
 
 impl RigConfig {
@@ -383,7 +415,7 @@ pub enum FlasherConfig {
         path: PortRef,
     },
     /// `{ backend: probe-rs, probe: "VID:PID[:SERIAL]", chip: "nRF52840_xxAA" }` —
-    /// accepted but not implemented yet (`check` warns).
+    /// a debug probe (`src/drivers/flash_probe.rs`).
     ProbeRs {
         /// Probe selector, `VID:PID[:SERIAL]` (hex VID/PID).
         probe: String,
@@ -401,7 +433,8 @@ pub enum DebugPortConfig {
         /// Socket path (`lab:debug` on a virtual rig).
         path: PortRef,
     },
-    /// `{ backend: probe-rs, probe: …, chip: … }` — accepted, not implemented yet.
+    /// `{ backend: probe-rs, probe: …, chip: … }` — the lock check through a debug
+    /// probe (`src/drivers/flash_probe.rs`).
     ProbeRs {
         /// Probe selector, `VID:PID[:SERIAL]`.
         probe: String,
@@ -478,6 +511,39 @@ pub(crate) struct RawRigFile {
     lab: Option<LabConfig>,
     instruments: RawInstruments,
     network: RawNetwork,
+    #[serde(default)]
+    health: Option<RawHealth>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with `gpio_loopback` and/or `serial_loopback`"
+)]
+struct RawHealth {
+    #[serde(default)]
+    gpio_loopback: Vec<RawGpioLoopback>,
+    #[serde(default)]
+    serial_loopback: Vec<RawSerialLoopback>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping like { out: 20, in: 21 }")]
+struct RawGpioLoopback {
+    out: u32,
+    #[serde(rename = "in")]
+    input: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping like { port: \"usb:0403:6001:A10KXYZ1\", baud: 115200 }"
+)]
+struct RawSerialLoopback {
+    port: String,
+    #[serde(default)]
+    baud: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -707,7 +773,11 @@ pub(crate) fn validate(
         flasher: flasher(&ins.flasher, d, ctx),
         debug_port: debug_port(&ins.debug_port, d, ctx),
     };
-    check_pin_conflicts(&instruments, d);
+    let health = health(raw.health.as_ref(), d, ctx);
+    check_pin_conflicts(&instruments, &health, d);
+    if physical {
+        warn_order_dependent(&instruments, &health, d);
+    }
 
     // network:
     let gateway = match raw.network.gateway.as_deref() {
@@ -763,6 +833,7 @@ pub(crate) fn validate(
         lab: raw.lab,
         instruments,
         network: NetworkConfig { gateway, hosts },
+        health,
     };
     (cfg, source)
 }
@@ -1053,8 +1124,15 @@ fn serial_port(
     ctx: Ctx,
 ) -> PortRef {
     match require(&raw.port, name, "port", backend, d) {
-        Some(s) => port_ref(&s, &["instruments", name, "port"], d, ctx, &[wire])
-            .unwrap_or(PortRef::Real(s)),
+        Some(s) => {
+            let r = port_ref(&s, &["instruments", name, "port"], d, ctx, &[wire]);
+            if let Some(PortRef::Real(p)) = &r {
+                if let Err(e) = check_usb_selector(p) {
+                    d.err(&["instruments", name, "port"], e);
+                }
+            }
+            r.unwrap_or(PortRef::Real(s))
+        }
         None => PortRef::Lab(wire),
     }
 }
@@ -1283,25 +1361,20 @@ fn probe_rs(raw: &RawInstrument, name: &str, d: &mut Diag) -> (String, String) {
     let probe = require(&raw.probe, name, "probe", "probe-rs", d).unwrap_or_default();
     let chip = require(&raw.chip, name, "chip", "probe-rs", d).unwrap_or_default();
     if raw.probe.is_some() {
-        let parts: Vec<&str> = probe.split(':').collect();
-        let hex4 = |s: &str| s.len() == 4 && s.chars().all(|c| c.is_ascii_hexdigit());
-        if !(parts.len() == 2 || parts.len() == 3) || !hex4(parts[0]) || !hex4(parts[1]) {
-            d.err(
-                &["instruments", name, "probe"],
-                format!("invalid probe `{probe}`: expected VID:PID[:SERIAL] with hex VID/PID, e.g. 1366:1015:000123456789"),
-            );
+        if let Err(e) = redrig_hardware::probe::ProbeSelector::parse(&probe) {
+            d.err(&["instruments", name, "probe"], e.to_string());
         }
     }
-    if raw.chip.is_some() && chip.trim().is_empty() {
-        d.err(
-            &["instruments", name, "chip"],
-            "chip is empty: expected a probe-rs chip name like nRF52840_xxAA",
-        );
+    if raw.chip.is_some() {
+        if chip.trim().is_empty() {
+            d.err(
+                &["instruments", name, "chip"],
+                "chip is empty: expected a probe-rs chip name like nRF52840_xxAA",
+            );
+        } else if let Err(e) = redrig_hardware::probe::lookup_chip(&chip) {
+            d.err(&["instruments", name, "chip"], e.to_string());
+        }
     }
-    d.warn(
-        &["instruments", name, "backend"],
-        format!("instruments.{name}: backend `probe-rs` is accepted but not implemented yet; steps that need it will fail"),
-    );
     (probe, chip)
 }
 
@@ -1371,8 +1444,21 @@ fn debug_port(raw: &RawInstrument, d: &mut Diag, ctx: Ctx) -> DebugPortConfig {
 
 /// A GPIO pin used twice across power/buttons/indicators: error at every later use,
 /// naming the first use and its position.
-fn check_pin_conflicts(ins: &Instruments, d: &mut Diag) {
+fn check_pin_conflicts(ins: &Instruments, health: &HealthConfig, d: &mut Diag) {
     let mut uses: Vec<(Vec<String>, u8)> = Vec::new();
+    for (i, l) in health.gpio_loopback.iter().enumerate() {
+        for (key, pin) in [("out", l.out), ("in", l.input)] {
+            uses.push((
+                vec![
+                    "health".into(),
+                    "gpio_loopback".into(),
+                    i.to_string(),
+                    key.into(),
+                ],
+                pin,
+            ));
+        }
+    }
     if let PowerConfig::Rppal(l) = &ins.power {
         uses.push((
             vec!["instruments".into(), "power".into(), "pin".into()],
@@ -1427,6 +1513,121 @@ fn check_pin_conflicts(ins: &Instruments, d: &mut Diag) {
                 d.cite(&first_path),
             );
             d.err(&this, msg);
+        }
+    }
+}
+
+/// `health:` — loopback self-tests, physical rigs only.
+fn health(raw: Option<&RawHealth>, d: &mut Diag, ctx: Ctx) -> HealthConfig {
+    let Some(raw) = raw else {
+        return HealthConfig::default();
+    };
+    if !ctx.physical && (!raw.gpio_loopback.is_empty() || !raw.serial_loopback.is_empty()) {
+        d.err_key(
+            &["health"],
+            "`health:` loopbacks are wiring on a physical bench, but rig.kind is virtual: remove them",
+        );
+        return HealthConfig::default();
+    }
+    let mut out = HealthConfig::default();
+    for (i, l) in raw.gpio_loopback.iter().enumerate() {
+        let idx = i.to_string();
+        let o = gpio_line(
+            Some(l.out),
+            false,
+            &["health", "gpio_loopback", &idx, "out"],
+            d,
+        );
+        let n = gpio_line(
+            Some(l.input),
+            false,
+            &["health", "gpio_loopback", &idx, "in"],
+            d,
+        );
+        if o.pin == n.pin {
+            d.err(
+                &["health", "gpio_loopback", &idx, "in"],
+                format!("a loopback from GPIO {} to itself proves nothing: expected two distinct pins joined by a jumper", o.pin),
+            );
+        }
+        out.gpio_loopback.push(GpioLoopback {
+            out: o.pin,
+            input: n.pin,
+        });
+    }
+    for (i, l) in raw.serial_loopback.iter().enumerate() {
+        let idx = i.to_string();
+        if l.port.trim().is_empty() || l.port.starts_with("lab:") {
+            d.err(
+                &["health", "serial_loopback", &idx, "port"],
+                format!("`{}` is not a real serial adapter: expected a device path, by-id/by-path link or a usb: selector", l.port),
+            );
+        } else if let Err(e) = check_usb_selector(&l.port) {
+            d.err(&["health", "serial_loopback", &idx, "port"], e);
+        }
+        let b = l.baud.unwrap_or(115200);
+        if !STANDARD_BAUDS.contains(&b) {
+            d.err(
+                &["health", "serial_loopback", &idx, "baud"],
+                format!("baud {b} is not a standard rate"),
+            );
+        }
+        out.serial_loopback.push(SerialLoopback {
+            port: l.port.clone(),
+            baud: b,
+        });
+    }
+    out
+}
+
+/// A `usb:`/`usb-path:` port selector must parse; other strings are paths.
+fn check_usb_selector(port: &str) -> Result<(), String> {
+    if port.starts_with("usb:") || port.starts_with("usb-path:") {
+        redrig_hardware::serial_id::UsbSelector::parse(port).map(|_| ())
+    } else {
+        Ok(())
+    }
+}
+
+/// On a physical bench, `/dev/ttyUSBn` and `/dev/ttyACMn` depend on plug order:
+/// warn and point at the stable ways to name an adapter.
+fn warn_order_dependent(ins: &Instruments, health: &HealthConfig, d: &mut Diag) {
+    let mut ports: Vec<(Vec<String>, String)> = Vec::new();
+    let ConsoleConfig::Serial { port, .. } = &ins.console;
+    ports.push((
+        vec!["instruments".into(), "console".into(), "port".into()],
+        port.as_string(),
+    ));
+    if let GnssConfig::Serial { port, .. } = &ins.gnss {
+        ports.push((
+            vec!["instruments".into(), "gnss".into(), "port".into()],
+            port.as_string(),
+        ));
+    }
+    if let CellularConfig::VirtualModem { port, .. } = &ins.cellular {
+        ports.push((
+            vec!["instruments".into(), "cellular".into(), "port".into()],
+            port.as_string(),
+        ));
+    }
+    for (i, l) in health.serial_loopback.iter().enumerate() {
+        ports.push((
+            vec![
+                "health".into(),
+                "serial_loopback".into(),
+                i.to_string(),
+                "port".into(),
+            ],
+            l.port.clone(),
+        ));
+    }
+    for (path, port) in ports {
+        if redrig_hardware::serial_id::is_order_dependent(&port) {
+            let p: Vec<&str> = path.iter().map(String::as_str).collect();
+            d.warn(
+                &p,
+                format!("`{port}` depends on the order adapters were plugged in: use a /dev/serial/by-id/ or by-path link, or a `usb:VID:PID:SERIAL` selector (`redrig scan` lists them)"),
+            );
         }
     }
 }

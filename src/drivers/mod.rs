@@ -19,6 +19,7 @@ pub mod console;
 pub mod debug_virtual;
 pub mod eventlog;
 pub mod flash_drive;
+pub mod flash_probe;
 pub mod gnss;
 pub mod gnss_sdr;
 pub mod gpio_pi;
@@ -268,7 +269,8 @@ pub enum DebugAccess {
 /// A debug port (SWD).
 #[async_trait]
 pub trait DebugPort: Send + Sync {
-    /// Try to attach and read `len` bytes of flash from address 0.
+    /// Try to attach and read `len` bytes from the start of the device's flash
+    /// (address 0 on the virtual watch and nRF52; 0x08000000 on STM32).
     async fn probe(&self, len: usize) -> RigResult<DebugAccess>;
 }
 
