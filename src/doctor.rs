@@ -7,7 +7,8 @@
 //! to a spare input; a spare adapter with TX joined to RX), each serial port
 //! resolved from its stable identity and openable, each debug probe attached and
 //! its chip known, the firmware image inside the chip's flash, the callbox
-//! adapter's and the signal generator's programs present, the backend reachable. On
+//! adapter's and the signal generator's programs present, the gateway's subnet local
+//! to this host, the backend reachable. On
 //! a virtual rig: the lab starts, every wire opens and the simulated cloud answers.
 //!
 //! The doctor never powers the watch or presses a button: the supply line is taken
@@ -197,6 +198,7 @@ pub async fn check(loaded: &LoadedRig, redrig_exe: &Path) -> Report {
             Ok(mut more) => items.0.append(&mut more),
             Err(e) => items.add("doctor", Status::Fail, format!("check task failed: {e}")),
         }
+        gateway_subnet(loaded, &mut items);
         backend_reachable(loaded, &mut items).await;
     }
     let healthy = !items.0.iter().any(|i| i.status == Status::Fail);
@@ -641,6 +643,39 @@ pub fn find_program(prog: &str) -> Option<PathBuf> {
             .map(|d| d.join(prog))
             .find(|p| ok(p))
     })
+}
+
+/// A fixed gateway address must be bindable, with the rest of its /24: on a bench's
+/// private subnet that needs the subnet routed as local on this host.
+fn gateway_subnet(loaded: &LoadedRig, items: &mut Items) {
+    let crate::config::Gateway::Fixed(gw) = loaded.rig.network.gateway else {
+        items.add(
+            "gateway",
+            Status::Ok,
+            "`auto`: a loopback /24 is picked per run",
+        );
+        return;
+    };
+    let o = gw.octets();
+    // The gateway's own address and one a host would get.
+    let probe = std::net::Ipv4Addr::new(o[0], o[1], o[2], if o[3] == 2 { 3 } else { 2 });
+    let bind = |ip: std::net::Ipv4Addr| std::net::TcpListener::bind((ip, 0)).map(drop);
+    match bind(gw).and_then(|()| bind(probe)) {
+        Ok(()) => items.add(
+            "gateway",
+            Status::Ok,
+            format!("{}.{}.{}.0/24 is local: the gateway can listen on {gw} and its hosts' addresses", o[0], o[1], o[2]),
+        ),
+        Err(e) if gw.is_loopback() => items.add("gateway", Status::Fail, format!("{gw}: {e}")),
+        Err(e) => items.add(
+            "gateway",
+            Status::Fail,
+            format!(
+                "cannot listen on {}.{}.{}.0/24 ({e}): run `ip route add local {}.{}.{}.0/24 dev lo` (rig-hardware/docs/host-setup.md)",
+                o[0], o[1], o[2], o[0], o[1], o[2]
+            ),
+        ),
+    }
 }
 
 /// The backend addresses of `network.hosts` accept a TCP connection.

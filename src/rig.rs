@@ -192,14 +192,8 @@ impl Rig {
             }
         };
 
-        // 2. The cell gateway (the modem's name service).
-        let gateway = Gateway::start_in(
-            GatewaySpec::from_config(loaded, lab.as_ref(), clock, evidence_dir)?,
-            netns,
-        )
-        .await?;
-
-        // 3. GPIO: power, buttons, indicators.
+        // 2. GPIO: power, buttons, indicators (before the network side, so that a
+        //    bench without its GPIO says so first).
         let ins = &cfg.instruments;
         let any_virtual = matches!(ins.power, PowerConfig::Virtual)
             || matches!(ins.buttons, ButtonsConfig::Virtual)
@@ -259,6 +253,13 @@ impl Rig {
                 Some(GpioDriver::Pi(p)) => p,
                 None => return Err(unopened("indicators")),
             };
+
+        // 3. The cell gateway (the modem's name service).
+        let gateway = Gateway::start_in(
+            GatewaySpec::from_config(loaded, lab.as_ref(), clock, evidence_dir)?,
+            netns,
+        )
+        .await?;
 
         // 4. Serial lines.
         let ConsoleConfig::Serial { port, baud } = &ins.console;

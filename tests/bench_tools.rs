@@ -201,6 +201,20 @@ fn doctor_on_a_physical_bench_without_its_hardware_names_each_missing_part() {
             .contains("1366:1015:000683456789 is not connected"),
         "{probe}"
     );
+    // The gateway's subnet must be local to this host; it normally is not here.
+    let gw = item(&report, "gateway");
+    if std::net::TcpListener::bind("10.45.0.2:0").is_ok() {
+        assert_eq!(gw["status"], "ok", "{gw}");
+    } else {
+        assert_eq!(gw["status"], "fail");
+        assert!(
+            gw["detail"]
+                .as_str()
+                .unwrap()
+                .contains("`ip route add local 10.45.0.0/24 dev lo`"),
+            "{gw}"
+        );
+    }
     let cbx = item(&report, "program /opt/callbox/bin/cbx");
     assert_eq!(cbx["status"], "fail");
     assert!(cbx["detail"].as_str().unwrap().contains("callbox send_sms"));

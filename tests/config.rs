@@ -323,7 +323,10 @@ fn all_semantic_errors_of_a_file_are_reported() {
         f,
         21,
         12,
-        &["invalid gateway `10.0.0.1`", "loopback"],
+        &[
+            "gateway `10.0.0.1` is a private address",
+            "a virtual rig uses `auto` or a loopback",
+        ],
     );
     expect(&errs, f, 22, 3, &["no entry for `api.kidcloud.example`"]);
     // Reported in file order.
@@ -724,4 +727,62 @@ fn an_unknown_chip_or_a_bad_probe_selector_is_refused_at_its_position() {
     let errs = errors_of(&path, None);
     expect(&errs, "bench.yaml", 36, 75, &["nrf52840", "nRF52840_xxAA"]);
     expect(&errs, "bench.yaml", 37, 43, &["J-Link"]);
+}
+
+#[test]
+fn a_private_gateway_is_for_physical_benches_only() {
+    let text = std::fs::read_to_string(rig("pi-bench.yaml")).unwrap();
+    let text = text.replace(
+        "device_profile: reference",
+        &format!(
+            "device_profile: {}",
+            fixtures().join("devices/reference.yaml").display()
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // The shipped bench uses 10.45.0.1.
+    let shipped = config::load_rig(&rig("pi-bench.yaml"), None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        shipped.rig.network.gateway,
+        config::Gateway::Fixed(std::net::Ipv4Addr::new(10, 45, 0, 1))
+    );
+    // A broadcast address is not a gateway.
+    let path = dir.path().join("bench.yaml");
+    std::fs::write(
+        &path,
+        text.replace("gateway: 10.45.0.1", "gateway: 10.45.0.255"),
+    )
+    .unwrap();
+    let errs = errors_of(&path, None);
+    let line = text
+        .lines()
+        .position(|l| l.contains("gateway: 10.45.0.1"))
+        .unwrap()
+        + 1;
+    expect(&errs, "bench.yaml", line, 12, &["10.45.0.255", "broadcast"]);
+    // A virtual rig keeps to loopback.
+    let v = std::fs::read_to_string(rig("virtual.yaml")).unwrap();
+    let vpath = dir.path().join("virtual.yaml");
+    std::fs::write(&vpath, v.replace("gateway: auto", "gateway: 10.45.0.1")).unwrap();
+    let errs = errors_of(&vpath, None);
+    assert!(
+        errs.iter().any(|e| e
+            .message
+            .contains("a virtual rig uses `auto` or a loopback")),
+        "{errs:?}"
+    );
+    // A public address is refused on any rig.
+    std::fs::write(
+        &path,
+        text.replace("gateway: 10.45.0.1", "gateway: 8.8.8.8"),
+    )
+    .unwrap();
+    let errs = errors_of(&path, None);
+    expect(
+        &errs,
+        "bench.yaml",
+        line,
+        12,
+        &["invalid gateway `8.8.8.8`"],
+    );
 }

@@ -328,3 +328,87 @@ fn each_namespace_has_its_own_ports() {
         assert!(left.is_empty(), "namespace {i} still referred to: {left:?}");
     }
 }
+
+/// A physical bench's gateway on a private subnet: with the subnet routed as local
+/// on the rig's host (`ip route add local 10.45.0.0/24 dev lo`), a client that
+/// resolved the backend to `10.45.0.n` reaches the backend through the gateway; without
+/// the route, starting fails and says which route is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_on_a_private_subnet_relays_once_the_subnet_is_local() {
+    use redrig::gateway::{Gateway, GatewaySpec, HostRoute, SINKHOLE_PORTS};
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    if !netns_or_skip() {
+        return;
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        let _ = writeln!(std::io::stderr(), "SKIPPED: no `ip` command (iproute2)");
+        return;
+    }
+    const HOST: &str = "watch.kidcloud.example";
+    const PORT: u16 = 6443;
+    // An echo upstream in the rig's own namespace.
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let evidence = tempfile::tempdir().unwrap();
+    let spec = |gw: Ipv4Addr| GatewaySpec {
+        gateway: Some(gw),
+        hosts: vec![HostRoute {
+            host: HOST.into(),
+            relay_ports: BTreeSet::from([PORT]),
+            upstream: Some(upstream.to_string()),
+        }],
+        profile_ports: BTreeSet::from([PORT]),
+        sinkhole_ports: SINKHOLE_PORTS.to_vec(),
+        clock: redrig::clock::Clock::start(1.0),
+        evidence_dir: evidence.path().to_path_buf(),
+    };
+
+    // Without the local route the addresses cannot be bound.
+    let bare = Arc::new(NetNs::create().unwrap());
+    let err = Gateway::start_in(spec(Ipv4Addr::new(10, 46, 0, 1)), Some(bare))
+        .await
+        .err()
+        .expect("10.46.0.0/24 is not local in a fresh namespace");
+    assert!(
+        err.to_string()
+            .contains("`ip route add local 10.46.0.0/24 dev lo`"),
+        "{err}"
+    );
+
+    let ns = Arc::new(NetNs::create().unwrap());
+    let mut route = Command::new("ip");
+    route.args(["route", "add", "local", "10.45.0.0/24", "dev", "lo"]);
+    ns.enter_on_spawn(&mut route);
+    let out = route.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gw = Gateway::start_in(spec(Ipv4Addr::new(10, 45, 0, 1)), Some(ns.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = gw.address_of(HOST).expect("the host has an address");
+    assert_eq!(&addr.octets()[..3], &[10, 45, 0], "{addr}");
+    let mut client = bash(&format!(
+        "exec 3<>/dev/tcp/{addr}/{PORT} && echo through-the-gateway >&3 && head -c 20 <&3"
+    ));
+    client.stdout(Stdio::piped()).stderr(Stdio::piped());
+    ns.enter_on_spawn(&mut client);
+    let child = client.spawn().unwrap();
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || wait_output(child))
+        .await
+        .unwrap();
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "through-the-gateway\n");
+    gw.shutdown().await.unwrap();
+}

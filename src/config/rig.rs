@@ -469,7 +469,10 @@ pub struct Instruments {
 pub enum Gateway {
     /// `auto`: a random `127.X.Y.1` per run.
     Auto,
-    /// An explicit loopback IPv4 address.
+    /// An explicit IPv4 address `A.B.C.D`; the hosts get `A.B.C.n`. Loopback on any
+    /// rig; on a physical rig also a private (RFC 1918) address, which the rig's host
+    /// must treat as local (`ip route add local A.B.C.0/24 dev lo`) and the cell's
+    /// packet core must route to, so that a real watch can reach the gateway.
     Fixed(Ipv4Addr),
 }
 
@@ -485,7 +488,7 @@ impl Serialize for Gateway {
 /// `network:` section.
 #[derive(Debug, Clone, Serialize)]
 pub struct NetworkConfig {
-    /// `auto` (default) or a loopback IPv4 address.
+    /// `auto` (default), a loopback IPv4 address, or on a physical rig a private one.
     pub gateway: Gateway,
     /// Backend host name (as the device knows it) → where the rig reaches it:
     /// `lab:cloud.device` / `lab:cloud.api` on a virtual rig, `HOST:PORT` otherwise.
@@ -784,10 +787,26 @@ pub(crate) fn validate(
         None | Some("auto") => Gateway::Auto,
         Some(s) => match s.parse::<Ipv4Addr>() {
             Ok(ip) if ip.is_loopback() => Gateway::Fixed(ip),
+            Ok(ip) if ip.is_private() && physical => {
+                if matches!(ip.octets()[3], 0 | 255) {
+                    d.err(
+                        &["network", "gateway"],
+                        format!("gateway `{s}` is a network or broadcast address: expected a host address like 10.45.0.1"),
+                    );
+                }
+                Gateway::Fixed(ip)
+            }
+            Ok(ip) if ip.is_private() => {
+                d.err(
+                    &["network", "gateway"],
+                    format!("gateway `{s}` is a private address, which is for a physical bench's cell: a virtual rig uses `auto` or a loopback address like 127.20.30.1"),
+                );
+                Gateway::Auto
+            }
             _ => {
                 d.err(
                     &["network", "gateway"],
-                    format!("invalid gateway `{s}`: expected `auto` or a loopback IPv4 address like 127.20.30.1"),
+                    format!("invalid gateway `{s}`: expected `auto`, a loopback IPv4 address like 127.20.30.1, or on a physical rig a private one like 10.45.0.1"),
                 );
                 Gateway::Auto
             }

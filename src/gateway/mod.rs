@@ -1491,9 +1491,9 @@ impl Gateway {
                 Ipv4Addr::new(127, 2 + r[0] % 253, r[1].max(1), 1)
             });
             let o = gw.octets();
-            if o[0] != 127 {
+            if !(gw.is_loopback() || gw.is_private()) {
                 return Err(RigError::Config(format!(
-                    "gateway {gw} is not a loopback address"
+                    "gateway {gw} is neither a loopback nor a private address"
                 )));
             }
             let (reset, _) = watch::channel(0u64);
@@ -1555,8 +1555,18 @@ impl Gateway {
             // Drop releases the listeners; try another base.
             gwy.abort_listeners();
         }
+        let hint = match spec.gateway {
+            Some(gw) if !gw.is_loopback() => {
+                let o = gw.octets();
+                format!(
+                    " (the rig's host must treat {}.{}.{}.0/24 as local: `ip route add local {}.{}.{}.0/24 dev lo`, see docs/network.md)",
+                    o[0], o[1], o[2], o[0], o[1], o[2]
+                )
+            }
+            _ => String::new(),
+        };
         Err(RigError::Other(format!(
-            "cell gateway: cannot bind the configured hosts' ports: {last_err}"
+            "cell gateway: cannot bind the configured hosts' ports: {last_err}{hint}"
         )))
     }
 
