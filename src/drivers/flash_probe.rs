@@ -32,8 +32,6 @@
 //! Each attempt is appended to the evidence file `flash.log` / `debug.log`: probe,
 //! chip, image and its SHA-256, each phase with its time from the start of the
 //! attempt, and the outcome.
-//!
-//! [`flash_blocking`] is the same flashing for a command line, with progress events.
 
 use crate::clock::Clock;
 use crate::drivers::{DebugAccess, DebugPort, FlashOutcome, Flasher, Power};
@@ -226,41 +224,6 @@ fn flash_attempt(
     hw::flash(probe, &target.chip, &image, opts, &mut |e| {
         log.event(&e);
         on_progress(e);
-    })
-}
-
-/// Flash `image` into `chip` through the probe `selector` names, for a command line:
-/// blocking, `on_progress` sees every phase start, advance and end (e.g. to draw a
-/// progress bar). A BIN image is placed at `image_opts.bin_base`, or at the start of
-/// the chip's main flash.
-///
-/// Errors: a bad selector, unknown chip, unreadable image or one that does not fit is
-/// [`RigError::Config`]; a locked chip is [`RigError::Instrument`] whose detail starts
-/// with "the device refuses debug access"; anything else is [`RigError::Instrument`].
-pub fn flash_blocking(
-    selector: &str,
-    chip: &str,
-    image: &Path,
-    image_opts: ImageOptions,
-    opts: FlashOptions,
-    on_progress: &mut dyn FnMut(FlashProgressEvent),
-) -> RigResult<FlashReport> {
-    let target = ProbeTarget::resolve(FLASHER, selector, chip)?;
-    let mut log = PhaseLog::new();
-    flash_attempt(
-        &target,
-        &usb_opener(),
-        image,
-        image_opts,
-        opts,
-        &mut log,
-        on_progress,
-    )
-    .map_err(|e| match e {
-        ProbeError::Locked { .. } => {
-            RigError::instrument(FLASHER, format!("the device refuses debug access: {e}"))
-        }
-        e => rig_error(FLASHER, &e),
     })
 }
 
@@ -786,47 +749,5 @@ mod tests {
             log.contains(&format!("read 256 bytes at 0x00000000, sha256 {zeros}")),
             "{log}"
         );
-    }
-
-    #[test]
-    fn flash_blocking_reports_progress_and_maps_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let image = bin(dir.path(), 64);
-        let mut events = 0;
-        let e = flash_blocking(
-            NOBODY,
-            CHIP,
-            &image,
-            ImageOptions::default(),
-            FlashOptions::default(),
-            &mut |_| events += 1,
-        )
-        .unwrap_err();
-        assert!(matches!(e, RigError::Instrument { .. }), "{e:?}");
-        assert_eq!(events, 0, "nothing was attached");
-        let e = flash_blocking(
-            NOBODY,
-            "no-such-chip",
-            &image,
-            ImageOptions::default(),
-            FlashOptions::default(),
-            &mut |_| {},
-        )
-        .unwrap_err();
-        assert!(matches!(e, RigError::Config(_)), "{e:?}");
-        // A BIN base outside flash.
-        let e = flash_blocking(
-            NOBODY,
-            CHIP,
-            &image,
-            ImageOptions {
-                format: Some(ImageFormat::Bin),
-                bin_base: Some(0x2000_0000),
-            },
-            FlashOptions::default(),
-            &mut |_| {},
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("lies in RAM"), "{e}");
     }
 }
