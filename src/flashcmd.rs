@@ -6,8 +6,9 @@
 //! before the probe is touched, then erased, programmed, verified and the core
 //! reset, each phase shown as it goes. A rig whose flasher is a bootloader drive gets
 //! the image copied to the drive instead. The watch must be powered (`redrig power
-//! on`): the tool does not switch the supply. When it reads the rig file it holds
-//! the rig's run lock while it works (a bench a run holds is refused, exit 2).
+//! on`): the tool does not switch the supply. When it writes through the rig file's
+//! instruments it holds the rig's run lock (a bench a run holds is refused, exit 2);
+//! `--check` touches nothing and takes no lock.
 //!
 //! Exit codes: 0 written (or, with `--check`, the image fits), 1 the device refused
 //! (its debug port is locked, or its bootloader said no), 2 a rig fault (no probe,
@@ -98,13 +99,14 @@ pub async fn flash(req: FlashRequest) -> i32 {
         },
         _ => unreachable!("the rig is loaded when --probe or --chip is missing"),
     };
-    // Nobody flashes a watch under a running job: with a rig file, hold its lock.
+    // Nobody flashes a watch under a running job: with a rig file, hold its lock
+    // (a check of the image alone touches nothing and needs none).
     let _lock = match &loaded {
-        Some(l) => match crate::bench::lock_rig(l) {
+        Some(l) if !req.check_only => match crate::bench::lock_rig(l) {
             Ok(lock) => Some(lock),
             Err(c) => return c,
         },
-        None => None,
+        _ => None,
     };
     match via {
         Via::Drive(drive) => flash_drive(&drive, &image).await,
