@@ -86,7 +86,8 @@ impl ActionLog {
             time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000,
         );
         let line = format!("t={ms:.1}ms {utc} {text}");
-        println!("{line}");
+        // Never panic on a closed stdout (`| head`): a press must still be released.
+        let _ = writeln!(std::io::stdout(), "{line}");
         if let Some(f) = &mut self.file {
             let _ = writeln!(f, "{line}");
         }
@@ -227,7 +228,7 @@ pub async fn press(rig_file: &Path, button: &str, how: Press, evidence: Option<&
         Err(c) => return c,
     };
     let mut out = match gpio.output(line.pin, line.active_low) {
-        Ok(o) => o,
+        Ok(o) => Released(o),
         Err(e) => {
             eprintln!("button {button}: {e}");
             return exit::INCONCLUSIVE;
@@ -244,13 +245,13 @@ pub async fn press(rig_file: &Path, button: &str, how: Press, evidence: Option<&
                 }
             }
         }
-        out.set(true);
+        out.0.set(true);
         log.line(&format!("button {button} (GPIO {}) pressed", line.pin));
         let interrupted = tokio::select! {
             _ = tokio::time::sleep(how.hold) => false,
             _ = crate::runner::shutdown_signal() => true,
         };
-        out.set(false);
+        out.0.set(false);
         log.line(&format!("button {button} (GPIO {}) released", line.pin));
         if interrupted {
             log.line("interrupted: button released early");
@@ -258,6 +259,16 @@ pub async fn press(rig_file: &Path, button: &str, how: Press, evidence: Option<&
         }
     }
     exit::PASS
+}
+
+/// A button line that is driven inactive however the press ends (an error, a
+/// panic): a button is never left held.
+struct Released(OutputLine);
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
 }
 
 /// Where `redrig console` reads.
@@ -336,22 +347,36 @@ pub async fn console(
             return exit::INCONCLUSIVE;
         }
     }
-    let deadline = seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
+    let deadline = match seconds.map(Duration::try_from_secs_f64) {
+        None => None,
+        Some(Ok(d)) => tokio::time::Instant::now().checked_add(d),
+        Some(Err(_)) => {
+            eprintln!("--seconds: expected a number of seconds >= 0");
+            return exit::USAGE;
+        }
+    };
     let mut stdin =
         tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(tokio::io::stdin()));
     let mut stdin_open = true;
-    let mut mark = console.log().mark();
+    // Everything since the line was opened, the answer to `--send` included.
+    let mut mark = crate::drivers::Mark(0);
     let status = console.status();
-    let code = loop {
-        for r in console.log().since(mark) {
-            println!(
+    // Print every record from `mark` on and move `mark` past the last one printed
+    // (records that arrive meanwhile are printed next time, none is skipped).
+    let show = |mark: &mut crate::drivers::Mark| {
+        for r in console.log().since(*mark) {
+            let _ = writeln!(
+                std::io::stdout(),
                 "[{:>9}] {}{}",
                 r.t,
                 crate::drivers::serial::escape_bytes(r.value.text.as_bytes()),
                 if r.value.cut { " [cut]" } else { "" }
             );
+            *mark = crate::drivers::Mark(r.seq + 1);
         }
-        mark = console.log().mark();
+    };
+    let code = loop {
+        show(&mut mark);
         let until_deadline = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -363,9 +388,6 @@ pub async fn console(
             _ = until_deadline => break exit::PASS,
             _ = crate::runner::shutdown_signal() => break exit::PASS,
             e = status.failed() => {
-                for r in console.log().since(mark) {
-                    println!("[{:>9}] {}", r.t, crate::drivers::serial::escape_bytes(r.value.text.as_bytes()));
-                }
                 eprintln!("console: {e}");
                 break exit::INCONCLUSIVE;
             }
@@ -380,6 +402,8 @@ pub async fn console(
             },
         }
     };
+    // What arrived before the end is shown too.
+    show(&mut mark);
     code
 }
 

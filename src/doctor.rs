@@ -173,17 +173,28 @@ pub async fn check(loaded: &LoadedRig, redrig_exe: &Path) -> Report {
     for w in &loaded.warnings {
         items.add("configuration", Status::Warn, w.to_string());
     }
-    match crate::lock::acquire(&loaded.lock_dir(), &cfg.rig.name) {
+    // The lock is held for the whole check: the doctor claims GPIO lines and opens
+    // ports, which must never happen under a running job. A busy rig is reported
+    // and its instruments are left alone.
+    let _lock = match crate::lock::acquire(&loaded.lock_dir(), &cfg.rig.name) {
         Ok(lock) => {
             items.add(
                 "run lock",
                 Status::Ok,
-                format!("free ({})", lock.path().display()),
+                format!("free ({}); held during the check", lock.path().display()),
             );
-            drop(lock);
+            lock
         }
-        Err(e) => items.add("run lock", Status::Fail, e.to_string()),
-    }
+        Err(e) => {
+            items.add("run lock", Status::Fail, e.to_string());
+            items.add(
+                "instruments",
+                Status::Skip,
+                "not touched: another process holds the rig",
+            );
+            return report(loaded, items);
+        }
+    };
     if cfg.is_virtual() {
         virtual_lab(loaded, redrig_exe, &mut items).await;
     } else {
@@ -201,6 +212,11 @@ pub async fn check(loaded: &LoadedRig, redrig_exe: &Path) -> Report {
         gateway_subnet(loaded, &mut items);
         backend_reachable(loaded, &mut items).await;
     }
+    report(loaded, items)
+}
+
+fn report(loaded: &LoadedRig, items: Items) -> Report {
+    let cfg = &loaded.rig;
     let healthy = !items.0.iter().any(|i| i.status == Status::Fail);
     Report {
         rig: cfg.rig.name.clone(),
@@ -487,11 +503,11 @@ fn serial(loaded: &LoadedRig, items: &mut Items) {
 /// Resolve and open a port exclusively, as a run would.
 fn open_port(port: &str, baud: u32) -> Result<(String, serialport::TTYPort), String> {
     let path = crate::ports::resolve(port).map_err(|e| e.to_string())?;
-    let mut p = serialport::new(&path, baud)
+    // serialport opens the line exclusively, as a run does.
+    let p = serialport::new(&path, baud)
         .timeout(Duration::from_millis(50))
         .open_native()
         .map_err(|e| format!("{path}: cannot open at {baud} baud: {e} (plugged in? in the dialout group? used by another program?)"))?;
-    let _ = p.set_exclusive(true);
     Ok((path, p))
 }
 

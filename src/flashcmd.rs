@@ -140,6 +140,10 @@ async fn flash_drive(drive: &Path, image: &Path) -> i32 {
             println!("the bootloader refused the image: {reason}");
             exit::DEVICE_FAIL
         }
+        Ok(FlashOutcome::Locked { detail }) => {
+            println!("the device refused debug access: {detail}");
+            exit::DEVICE_FAIL
+        }
         Err(e) => {
             eprintln!("flash: {e}");
             exit::INCONCLUSIVE
@@ -170,32 +174,23 @@ async fn flash_probe(req: &FlashRequest, selector: &str, chip: &str, image: &Pat
             return exit::USAGE;
         }
     };
-    let main = chip_info.main_flash().cloned();
     // A BIN image without --base goes to the start of the main flash.
-    let mut opts = ImageOptions {
+    let opts = ImageOptions {
         format: None,
         bin_base: req.base,
     };
-    if opts.bin_base.is_none() {
-        let head = read_head(image);
-        let name = image.file_name().and_then(|n| n.to_str());
-        if matches!(
-            hw::detect_format(&head, name),
-            Some(ImageFormat::Bin) | None
-        ) {
-            if let Some(m) = &main {
-                eprintln!("a BIN image without --base: placing it at the start of {m}");
-                opts.bin_base = Some(m.range.start);
-            }
-        }
-    }
-    let img = match hw::load_image(image, &opts) {
+    let img = match crate::drivers::flash_probe::read_image(image, &chip_info, opts) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("flash: {}: {e}", image.display());
             return exit::USAGE;
         }
     };
+    if img.format == ImageFormat::Bin && req.base.is_none() {
+        if let Some(m) = chip_info.main_flash() {
+            eprintln!("a BIN image without --base: placed at the start of {m}");
+        }
+    }
     println!(
         "image {} ({}, {} bytes in {} segment(s), sha256 {})",
         image.display(),
@@ -276,20 +271,6 @@ async fn flash_probe(req: &FlashRequest, selector: &str, chip: &str, image: &Pat
             eprintln!("flash: the flashing task failed: {e}");
             exit::INCONCLUSIVE
         }
-    }
-}
-
-/// The first bytes of a file (for format detection); empty if unreadable (the
-/// loader reports that properly).
-fn read_head(path: &Path) -> Vec<u8> {
-    use std::io::Read;
-    let mut buf = vec![0u8; 512];
-    match std::fs::File::open(path).and_then(|mut f| f.read(&mut buf)) {
-        Ok(n) => {
-            buf.truncate(n);
-            buf
-        }
-        Err(_) => Vec::new(),
     }
 }
 
@@ -442,18 +423,7 @@ pub fn doctor_probe(
     }
     if let (Some(image), Some(chip_info)) = (image, chip_info) {
         let item = format!("image {what}");
-        let base = chip_info.main_flash().map(|m| m.range.start);
-        let head = read_head(image);
-        let name = image.file_name().and_then(|n| n.to_str());
-        let bin_base = match hw::detect_format(&head, name) {
-            Some(ImageFormat::Bin) | None => base,
-            _ => None,
-        };
-        let opts = ImageOptions {
-            format: None,
-            bin_base,
-        };
-        match hw::load_image(image, &opts) {
+        match crate::drivers::flash_probe::read_image(image, &chip_info, ImageOptions::default()) {
             Err(e) => add(item, Some(false), format!("{}: {e}", image.display())),
             Ok(img) => match hw::check_fits(&chip_info, &img) {
                 Ok(fit) => add(

@@ -154,6 +154,15 @@ impl Strategy {
                             image.display()
                         )))
                     }
+                    FlashOutcome::Locked { detail } => {
+                        return Err(RigError::instrument(
+                            "flasher",
+                            format!(
+                                "the debug port is locked, so the rig cannot write the configured image {} ({detail}); flash it before locking the device, or flash through its bootloader",
+                                image.display()
+                            ),
+                        ))
+                    }
                 }
             } else {
                 self.enter(

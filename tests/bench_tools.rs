@@ -141,6 +141,13 @@ fn doctor_reports_a_rig_that_another_run_holds() {
     assert!(line.trim_start().starts_with("FAIL"), "{line}");
     assert!(line.contains("is in use by pid"), "{line}");
     assert!(out.contains("NOT HEALTHY"), "{out}");
+    // The held rig's instruments are left alone: no lab is started.
+    let skipped = out
+        .lines()
+        .find(|l| l.contains("instruments"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(skipped.trim_start().starts_with("SKIP"), "{skipped}");
+    assert!(!out.contains("virtual lab"), "{out}");
 }
 
 #[test]
@@ -340,7 +347,7 @@ fn console_shows_and_records_what_the_device_prints_and_sends_lines() {
     let dir = tempfile::tempdir().unwrap();
     let mut pty = pty();
     let evidence = dir.path().join("ev");
-    let child = redrig()
+    let mut child = redrig()
         .args([
             "console",
             "--port",
@@ -348,7 +355,7 @@ fn console_shows_and_records_what_the_device_prints_and_sends_lines() {
             "--baud",
             "115200",
             "--seconds",
-            "4",
+            "600",
             "--send",
             "version",
             "--evidence",
@@ -375,8 +382,31 @@ fn console_shows_and_records_what_the_device_prints_and_sends_lines() {
     pty.master
         .write_all(b"RW-1 firmware 2.4.0\r\nbell\x07 and tab\r\n")
         .unwrap();
+    // Once both lines are on its output, end the session as Ctrl-C would.
+    let mut stdout = child.stdout.take().unwrap();
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = shown.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !text(&shown.lock().unwrap()).contains("and tab") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let o = child.wait_with_output().unwrap();
-    let out = text(&o.stdout);
+    reader.join().unwrap();
+    let out = text(&shown.lock().unwrap());
     assert_eq!(o.status.code(), Some(0), "{out}{}", text(&o.stderr));
     assert!(out.contains("] RW-1 firmware 2.4.0"), "{out}");
     assert!(out.contains("bell\\x07 and tab"), "{out}");

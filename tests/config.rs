@@ -652,6 +652,13 @@ fn health_loopbacks_are_checked_like_instrument_lines() {
         15,
         &["lab:console", "not a real serial adapter"],
     );
+    expect(
+        &errs,
+        f,
+        63,
+        15,
+        &["/dev/ttyUSB0", "port of instruments.console"],
+    );
 }
 
 #[test]

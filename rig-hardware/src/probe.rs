@@ -1369,8 +1369,9 @@ pub enum FlashPhase {
     Attach,
     /// Erasing flash.
     Erase,
-    /// Reading back flash to keep bytes the image does not cover (not used by this
-    /// module: unwritten bytes of an erased sector are left erased).
+    /// Reading back flash to keep bytes the image does not cover (reported when
+    /// probe-rs does it; with this module's options unwritten bytes of an erased
+    /// sector are left erased, so it does not normally happen).
     Fill,
     Program,
     Verify,
@@ -1861,9 +1862,18 @@ fn debug_inner(
                     selector: selector.unwrap_or("(given probe)").to_string(),
                     detail,
                 }),
-                Some(Said::Refused) | None => Ok(DebugOutcome::Locked {
+                Some(Said::Refused) => Ok(DebugOutcome::Locked {
                     detail: format!(
                         "attached, but reading {len} bytes at {address:#010x} was refused: {detail}"
+                    ),
+                }),
+                // An error nobody recognised as a refusal is not evidence of a lock:
+                // a rig fault (inconclusive), never a pass.
+                None => Err(ProbeError::Failed {
+                    chip: chip.name.clone(),
+                    phase: FlashPhase::Read,
+                    detail: format!(
+                        "attached, then reading {len} bytes at {address:#010x} failed: {detail}"
                     ),
                 }),
             };

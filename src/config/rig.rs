@@ -780,6 +780,7 @@ pub(crate) fn validate(
     check_pin_conflicts(&instruments, &health, d);
     if physical {
         warn_order_dependent(&instruments, &health, d);
+        check_loopback_ports(&instruments, &health, d);
     }
 
     // network:
@@ -1646,6 +1647,29 @@ fn warn_order_dependent(ins: &Instruments, health: &HealthConfig, d: &mut Diag) 
             d.warn(
                 &p,
                 format!("`{port}` depends on the order adapters were plugged in: use a /dev/serial/by-id/ or by-path link, or a `usb:VID:PID:SERIAL` selector (`redrig scan` lists them)"),
+            );
+        }
+    }
+}
+
+/// A serial loopback must be a spare adapter: the doctor writes test bytes into it,
+/// which must never reach the watch's console, GNSS or modem line.
+fn check_loopback_ports(ins: &Instruments, health: &HealthConfig, d: &mut Diag) {
+    let mut lines: Vec<(&str, String)> = Vec::new();
+    let ConsoleConfig::Serial { port, .. } = &ins.console;
+    lines.push(("console", port.as_string()));
+    if let GnssConfig::Serial { port, .. } = &ins.gnss {
+        lines.push(("gnss", port.as_string()));
+    }
+    if let CellularConfig::VirtualModem { port, .. } = &ins.cellular {
+        lines.push(("cellular", port.as_string()));
+    }
+    for (i, l) in health.serial_loopback.iter().enumerate() {
+        if let Some((instr, _)) = lines.iter().find(|(_, p)| *p == l.port) {
+            let idx = i.to_string();
+            d.err(
+                &["health", "serial_loopback", &idx, "port"],
+                format!("`{}` is the port of instruments.{instr}: a loopback test would write into the watch; expected a spare adapter with TX joined to RX", l.port),
             );
         }
     }

@@ -13,7 +13,8 @@
 //! chip's main flash) must be readable and fit the chip's flash, else a
 //! [`RigError::Config`]. The
 //! chip is attached without erase-all permission, so a protected chip answers with a
-//! refusal, returned as [`FlashOutcome::Refused`] (the device's answer); the rig never
+//! refusal, returned as [`FlashOutcome::Locked`] (the device's answer, but not its
+//! bootloader's verdict on the image: nothing reached it); the rig never
 //! mass-erases a chip to unlock it. Every other failure (no probe, no answer from the
 //! target, a failed or mismatching write, a panic inside probe-rs) is a
 //! [`RigError::Instrument`], an inconclusive verdict. A probe cannot tell which
@@ -179,7 +180,7 @@ fn describe_image(image: &Image, chip: &ChipInfo) -> String {
 
 /// Read the image, placing a BIN image at the start of the chip's main flash unless
 /// `opts` gives a base address.
-fn read_image(path: &Path, chip: &ChipInfo, opts: ImageOptions) -> Result<Image, ProbeError> {
+pub fn read_image(path: &Path, chip: &ChipInfo, opts: ImageOptions) -> Result<Image, ProbeError> {
     let opts = ImageOptions {
         bin_base: opts
             .bin_base
@@ -292,8 +293,8 @@ impl ProbeFlasher {
                 version: UNKNOWN_VERSION.into(),
                 sha256: report.image_sha256,
             }),
-            Err(e @ ProbeError::Locked { .. }) => Ok(FlashOutcome::Refused {
-                reason: e.to_string(),
+            Err(e @ ProbeError::Locked { .. }) => Ok(FlashOutcome::Locked {
+                detail: e.to_string(),
             }),
             Err(e) => Err(rig_error(FLASHER, &e)),
         }
@@ -616,7 +617,7 @@ mod tests {
             .with_power(switch.clone())
             .with_opener(fake(|| testing::fake_nrf52(0)));
         let out = f.flash(&image).await.unwrap();
-        let FlashOutcome::Refused { reason } = out else {
+        let FlashOutcome::Locked { detail: reason } = out else {
             panic!("{out:?}")
         };
         assert!(reason.contains("erase_all"), "{reason}");

@@ -91,6 +91,11 @@ impl Inner {
     async fn drive(&self, what: &str, line: &Mutex<OutputLine>, active: bool) {
         let pin = {
             let mut l = line.lock().unwrap();
+            // A button is not pressed once the driver is closing: the release at
+            // close (which takes the same lock after `stop` is set) must be final.
+            if active && self.stop.load(Ordering::SeqCst) && what.starts_with("button ") {
+                return;
+            }
             l.set(active);
             l.pin()
         };
@@ -220,8 +225,8 @@ impl PiGpioDriver {
     /// Release every button (a press cut short by the end of a run must not leave
     /// a button held), stop watching the indicators. The supply stays as it is.
     pub fn close(&self) {
-        self.inner.release_buttons();
         self.inner.stop.store(true, Ordering::SeqCst);
+        self.inner.release_buttons();
         for t in self.threads.lock().unwrap().drain(..) {
             let _ = t.join();
         }
@@ -230,8 +235,8 @@ impl PiGpioDriver {
 
 impl Drop for PiGpioDriver {
     fn drop(&mut self) {
-        self.inner.release_buttons();
         self.inner.stop.store(true, Ordering::SeqCst);
+        self.inner.release_buttons();
     }
 }
 

@@ -248,8 +248,20 @@ pub trait Cellular: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum FlashOutcome {
-    Written { version: String, sha256: String },
-    Refused { reason: String },
+    Written {
+        version: String,
+        sha256: String,
+    },
+    /// The device's own update path (its bootloader) looked at the image and refused
+    /// it.
+    Refused {
+        reason: String,
+    },
+    /// The debug port refused access, so no image reached the device's own checks
+    /// (a locked production watch flashed through a probe).
+    Locked {
+        detail: String,
+    },
 }
 
 /// Writes firmware images into the device.

@@ -52,9 +52,19 @@ async fn boot_after_flash(world: &mut RigWorld, secs: u32) -> Result<Option<Boot
         .scratch
         .get("flash_outcome")
         .and_then(|s| serde_json::from_str(s).ok());
-    if let Some(FlashOutcome::Refused { reason }) = outcome {
-        world.note(format!("the bootloader refused the image: {reason}"));
-        return Ok(None);
+    match outcome {
+        Some(FlashOutcome::Refused { reason }) => {
+            world.note(format!("the bootloader refused the image: {reason}"));
+            return Ok(None);
+        }
+        // A locked debug port keeps every image out, good or bad: the device's own
+        // check of the image was never reached, so this scenario cannot decide.
+        Some(FlashOutcome::Locked { detail }) => {
+            return Err(StepFail::Rig(format!(
+                "the debug port is locked, so the image never reached the device's own checks ({detail}); test this through the device's bootloader or update path"
+            )))
+        }
+        _ => {}
     }
     let pattern = regex::Regex::new(&world.ctx.loaded.device.device.console.boot_pattern)
         .map_err(|e| StepFail::Rig(e.to_string()))?;
