@@ -13,19 +13,6 @@ use crate::gateway::{Dir, FlowEvent, ForgedCert, HostMode};
 use crate::runner::world::{device_fail, rig_fail, RigWorld, StepResult};
 use cucumber::{given, then, when};
 
-/// The host the watch's frames go to (the profile's device endpoint).
-fn backend_host(world: &RigWorld) -> String {
-    world
-        .ctx
-        .loaded
-        .device
-        .device
-        .backend
-        .device_endpoint
-        .host
-        .clone()
-}
-
 // ---------------------------------------------------------------------------------
 // Coverage
 // ---------------------------------------------------------------------------------

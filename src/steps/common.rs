@@ -356,6 +356,19 @@ pub async fn report_since(world: &mut RigWorld, since: u64, secs: u32) -> Result
     }
 }
 
+/// The host the watch's frames go to (the profile's device endpoint).
+pub(crate) fn backend_host(world: &RigWorld) -> String {
+    world
+        .ctx
+        .loaded
+        .device
+        .device
+        .backend
+        .device_endpoint
+        .host
+        .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

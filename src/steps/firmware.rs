@@ -174,13 +174,7 @@ async fn type_on_console(world: &mut RigWorld, text: String) -> StepResult {
 
 #[then(expr = "the console offers no shell within {int} seconds")]
 async fn no_shell(world: &mut RigWorld, secs: u32) -> StepResult {
-    let mark = crate::drivers::Mark(
-        world
-            .scratch
-            .get("console_mark")
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(0),
-    );
+    let mark = console_mark(world);
     let prompt = regex::Regex::new(r"(?i)(^|\s)(sh|shell|root|#|\$)\s*[>#$]\s*$|commands:")
         .expect("valid regex");
     match world
@@ -395,13 +389,7 @@ async fn runs_version(
     secs: u32,
 ) -> Result<Option<String>, StepFail> {
     let (pattern, has_version) = boot_pattern(world)?;
-    let mark = crate::drivers::Mark(
-        world
-            .scratch
-            .get("console_mark")
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(0),
-    );
+    let mark = console_mark(world);
     let deadline = world.clock().deadline(secs as f64);
     loop {
         if has_version {
@@ -492,6 +480,17 @@ async fn pushed_not_run(world: &mut RigWorld, secs: u32) -> StepResult {
             Ok(())
         }
     }
+}
+
+/// The console mark a step saved under `console_mark` (the start of the log if none).
+fn console_mark(world: &RigWorld) -> crate::drivers::Mark {
+    crate::drivers::Mark(
+        world
+            .scratch
+            .get("console_mark")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0),
+    )
 }
 
 #[cfg(test)]

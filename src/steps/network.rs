@@ -180,15 +180,7 @@ async fn no_cleartext_personal_data(world: &mut RigWorld) -> StepResult {
 
 #[then("every connection the watch made to its backend used TLS 1.2 or newer")]
 async fn all_tls(world: &mut RigWorld) -> StepResult {
-    let host = world
-        .ctx
-        .loaded
-        .device
-        .device
-        .backend
-        .device_endpoint
-        .host
-        .clone();
+    let host = crate::steps::common::backend_host(world);
     // This scenario's connections on which the watch sent something (a connection
     // cut before its first byte was neither TLS nor clear text).
     let since = world.started;

@@ -317,15 +317,7 @@ async fn back_online(world: &mut RigWorld, secs: u32) -> StepResult {
     else {
         return rig_fail("the supply was not cut and restored before this step");
     };
-    let host = world
-        .ctx
-        .loaded
-        .device
-        .device
-        .backend
-        .device_endpoint
-        .host
-        .clone();
+    let host = crate::steps::common::backend_host(world);
     let imei = world.ctx.loaded.device.device.imei.clone();
     let deadline = world.clock().deadline(secs as f64);
     let mut reconnected: Option<DeviceMs> = None;
