@@ -37,6 +37,7 @@ use crate::drivers::{
 };
 use crate::error::{RigError, RigResult};
 use crate::gateway::{Gateway, GatewaySpec};
+use crate::journal::{JournalledButtons, JournalledPower};
 use crate::lab::{Lab, LabSpec};
 use crate::wire::nmea::Talker;
 use std::path::{Path, PathBuf};
@@ -73,6 +74,8 @@ pub struct Rig {
     pub debug: Arc<dyn DebugPort>,
     pub backend: Arc<dyn Backend>,
     pub gateway: Arc<Gateway>,
+    /// `events.jsonl`: what the rig did and saw, instrument-independent.
+    pub journal: Arc<crate::journal::Journal>,
     lab: Option<Lab>,
     parts: Parts,
 }
@@ -164,6 +167,7 @@ impl Rig {
         })?;
         let cfg = &loaded.rig;
         let ev = evidence_dir.to_path_buf();
+        let journal = crate::journal::Journal::open(evidence_dir, clock);
 
         // 1. The lab, the watch isolated in a network namespace of its own if asked
         //    and possible.
@@ -253,6 +257,9 @@ impl Rig {
                 Some(GpioDriver::Pi(p)) => p,
                 None => return Err(unopened("indicators")),
             };
+        let power = JournalledPower::wrap(power, journal.clone());
+        let buttons = JournalledButtons::wrap(buttons, journal.clone());
+        journal.follow_indicators(indicators.log());
 
         // 3. The cell gateway (the modem's name service).
         let gateway = Gateway::start_in(
@@ -338,6 +345,8 @@ impl Rig {
             }
         };
         let backend: Arc<dyn Backend> = HttpBackend::from_config(loaded, lab.as_ref())?;
+        journal.follow_gnss(gnss.fed());
+        journal.follow_cellular(cellular.log());
 
         Ok(Rig {
             clock,
@@ -351,6 +360,7 @@ impl Rig {
             debug,
             backend,
             gateway,
+            journal,
             lab,
             parts: Parts {
                 virtual_gpio,

@@ -37,6 +37,9 @@ pub struct StepRecord {
     pub status: &'static str,
     pub wall_ms: u64,
     pub message: Option<String>,
+    /// Device time (ms) when the step started and ended.
+    pub device_start_ms: Option<u64>,
+    pub device_end_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -120,6 +123,7 @@ struct State {
     current: Option<usize>,
     current_started: Option<SystemTime>,
     step_started: Option<SystemTime>,
+    step_device_start: Option<u64>,
 }
 
 impl Recorder {
@@ -398,6 +402,7 @@ impl RecorderWriter {
     fn on_step(&mut self, step: &gherkin::Step, ev: Step<super::world::RigWorld>, at: SystemTime) {
         let mut s = self.recorder.inner.lock().unwrap();
         let Some(i) = s.current else { return };
+        let now = self.clock.map(|c| c.now());
         let base = StepRecord {
             keyword: step.keyword.trim().to_string(),
             text: step.value.clone(),
@@ -405,10 +410,13 @@ impl RecorderWriter {
             status: "passed",
             wall_ms: 0,
             message: None,
+            device_start_ms: s.step_device_start.take().or(now),
+            device_end_ms: now,
         };
         match ev {
             Step::Started => {
                 s.step_started = Some(at);
+                s.step_device_start = now;
             }
             Step::Passed(..) => {
                 let ms = elapsed_ms(s.step_started.take());

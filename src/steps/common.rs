@@ -204,6 +204,9 @@ pub async fn watch_details(world: &mut RigWorld) -> Result<Value, StepFail> {
 /// The watch's locations the backend shows its parent, reported at or after `since`.
 pub async fn locations_since(world: &mut RigWorld, since: u64) -> Result<Vec<Value>, StepFail> {
     let body = parent_get(world, "/locations", "locations").await?;
+    if let Some(all) = body.as_array() {
+        world.rig().journal.backend_positions(all);
+    }
     Ok(body
         .as_array()
         .map(|a| {

@@ -613,6 +613,13 @@ async fn geofence_alert(world: &mut RigWorld, secs: u32) -> StepResult {
             });
         }
         if tokio::time::Instant::now() >= deadline {
+            // No alert at all: recorded as an infinite latency (`null` in results.json).
+            world.measure(
+                "geofence alert latency",
+                f64::INFINITY,
+                "s",
+                Some(secs as f64),
+            );
             return device_fail(format!(
                 "no geofence alert within {secs} s of the watch leaving the safe zone"
             ));
