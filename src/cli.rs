@@ -1,4 +1,4 @@
-//! The smaller subcommands: `list`, `requirements`, `check`, `lab up`.
+//! The smaller subcommands: `list`, `requirements`, `check`, `lab up`, `report`.
 
 use crate::catalogue::Catalogue;
 use crate::features::FeatureIndex;
@@ -126,4 +126,30 @@ pub async fn lab_up(rig_file: &Path, dut: Option<&str>, exe: &Path) -> i32 {
         }
     };
     crate::labshell::run(&loaded, exe).await
+}
+
+/// `redrig report RUN_DIR [--out FILE]`: draw the HTML report again from the run
+/// directory's files. Without `--out` it writes `RUN_DIR/report.html`, and refuses if
+/// that exists (the run's own report is sealed in its manifest; overwriting it would
+/// make the bundle fail verification). Exit 0 written, 3 otherwise.
+pub fn report(run_dir: &Path, out: Option<&Path>) -> i32 {
+    let default = run_dir.join(crate::report::REPORT_FILE);
+    let target = out.unwrap_or(&default);
+    if out.is_none() && default.exists() {
+        eprintln!(
+            "{} exists and is part of the run's sealed evidence; give --out FILE to draw the report elsewhere",
+            default.display()
+        );
+        return exit::USAGE;
+    }
+    match crate::report::write(run_dir, target) {
+        Ok(()) => {
+            println!("report: {}", target.display());
+            exit::PASS
+        }
+        Err(e) => {
+            eprintln!("report: {e}");
+            exit::USAGE
+        }
+    }
 }

@@ -85,6 +85,46 @@ pub fn write_effective_config(dir: &Path, loaded: &LoadedRig) -> std::io::Result
     )
 }
 
+/// What the manifest says about the run besides its files: the rig, the device's
+/// identity (declared by its profile and, when the strategy saw it boot, as observed),
+/// the firmware image, the effective configuration (secrets redacted), the times.
+pub fn seal_info(info: &RunInfo, dir: &Path) -> crate::bundle::SealInfo {
+    let loaded = info.loaded;
+    let image = loaded.firmware_image();
+    let observed: Vec<&str> = info
+        .transitions
+        .iter()
+        .filter_map(|t| t.detail.strip_prefix("booted: "))
+        .collect();
+    crate::bundle::SealInfo {
+        redrig_version: env!("CARGO_PKG_VERSION").to_string(),
+        commit: crate::bundle::commit().to_string(),
+        started: ts(&info.started),
+        finished: ts(&info.finished),
+        rig: json!({
+            "name": loaded.rig.rig.name,
+            "file": info.rig_file.display().to_string(),
+            "time_scale": info.clock.scale,
+            "device_clock": info.clock.to_arg(),
+        }),
+        device: json!({
+            "profile": loaded.device_path.display().to_string(),
+            "name": loaded.device_name(),
+            "imei": loaded.device.device.imei,
+            "observed_boot": observed.last(),
+        }),
+        firmware: json!({
+            "image": image.display().to_string(),
+            "size": std::fs::metadata(&image).ok().map(|m| m.len()),
+            "sha256": crate::strategy::sha256_file(&image).ok(),
+        }),
+        config: std::fs::read(dir.join("config.effective.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_else(|| loaded.effective_redacted()),
+    }
+}
+
 /// Facts about the run for the reports.
 pub struct RunInfo<'a> {
     pub loaded: &'a LoadedRig,
@@ -95,6 +135,8 @@ pub struct RunInfo<'a> {
     pub interrupted: bool,
     pub exit_code: i32,
     pub tags: Option<String>,
+    /// `--shuffle` seed, when the order was shuffled.
+    pub shuffle: Option<u64>,
     pub transitions: Vec<Transition>,
 }
 
@@ -205,12 +247,14 @@ pub fn results_json(
     json!({
         "schema": RESULTS_SCHEMA,
         "redrig_version": env!("CARGO_PKG_VERSION"),
+        "redrig_commit": crate::bundle::commit(),
         "started": ts(&info.started),
         "finished": ts(&info.finished),
         "interrupted": info.interrupted,
         "verdict": overall(info.exit_code),
         "exit_code": info.exit_code,
         "tags": info.tags,
+        "shuffle_seed": info.shuffle,
         "rig": {
             "name": loaded.rig.rig.name,
             "file": info.rig_file.display().to_string(),

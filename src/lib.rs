@@ -6,6 +6,7 @@
 //! evidence ([`evidence`]).
 
 pub mod bench;
+pub mod bundle;
 pub mod catalogue;
 pub mod cli;
 pub mod clock;
@@ -21,11 +22,13 @@ pub mod gateway;
 pub mod gnss;
 pub mod gnsscmd;
 pub mod hwmap;
+pub mod journal;
 pub mod lab;
 pub mod labshell;
 pub mod lock;
 pub mod netns;
 pub mod ports;
+pub mod report;
 pub mod rig;
 pub mod runner;
 pub mod steps;

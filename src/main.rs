@@ -45,8 +45,21 @@ enum Command {
         /// can be repeated. Without a SEED, put it after the feature paths.
         #[arg(long, value_name = "SEED", num_args = 0..=1)]
         shuffle: Option<Option<u64>>,
+        /// Sign the run's evidence manifest with this Ed25519 lab key (PKCS#8 PEM,
+        /// made by `redrig keygen`; it must lie outside the run directory).
+        #[arg(long, env = "REDRIG_SIGN_KEY", value_name = "KEY")]
+        sign_key: Option<PathBuf>,
         /// Feature files or directories (default: the whole library).
         features: Vec<PathBuf>,
+    },
+    /// Draw the HTML report of a run directory again from its files (results.json,
+    /// events.jsonl, flows.jsonl, console logs). A run already has its report.html,
+    /// which its manifest seals: give --out to write elsewhere.
+    Report {
+        run_dir: PathBuf,
+        /// Where to write (default RUN_DIR/report.html, only if the run has none).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// List the scenarios with their requirement tags.
     List {
@@ -221,6 +234,27 @@ enum Command {
         #[arg(long)]
         evidence: Option<PathBuf>,
     },
+    /// Make the lab's Ed25519 key pair for signing evidence manifests: the private key
+    /// (PKCS#8 PEM, mode 0600) and the public key next to it (NAME.pub.pem).
+    Keygen {
+        /// Private key file [default: $XDG_CONFIG_HOME/redrig/lab-key.pem, else
+        /// ~/.config/redrig/lab-key.pem].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a run directory against its signed manifest: every changed, missing and
+    /// added file, and who signed. Exit 0 verified, 1 it does not verify, 3 no manifest
+    /// or a bad key file. Without --key the signer is only reported by fingerprint.
+    Verify {
+        /// The run directory (holding manifest.json and manifest.sig).
+        run_dir: PathBuf,
+        /// The lab's public key (made by `redrig keygen`); the signature must be by it.
+        #[arg(long, env = "REDRIG_LAB_PUBKEY", value_name = "PUBKEY")]
+        key: Option<PathBuf>,
+    },
     /// The virtual lab, by hand.
     Lab {
         #[command(subcommand)]
@@ -303,9 +337,11 @@ async fn dispatch(command: Command) -> i32 {
             out,
             quiet,
             shuffle,
+            sign_key,
             features,
         } => {
             let outcome = redrig::runner::run(redrig::runner::RunOptions {
+                sign_key,
                 rig,
                 dut,
                 tags,
@@ -318,6 +354,7 @@ async fn dispatch(command: Command) -> i32 {
             .await;
             outcome.exit_code
         }
+        Command::Report { run_dir, out } => redrig::cli::report(&run_dir, out.as_deref()),
         Command::List { tags } => redrig::cli::list(tags.as_deref()),
         Command::Requirements { json } => redrig::cli::requirements(json),
         Command::Check { rig, dut, presence } => redrig::cli::check(&rig, dut.as_deref(), presence),
@@ -441,6 +478,10 @@ async fn dispatch(command: Command) -> i32 {
             };
             let dir = redrig::bench::evidence_dir(evidence);
             redrig::bench::console(&target, seconds, &send, &dir).await
+        }
+        Command::Keygen { out, force } => redrig::bundle::keygen_command(out, force),
+        Command::Verify { run_dir, key } => {
+            redrig::bundle::verify_command(&run_dir, key.as_deref())
         }
         Command::Lab {
             command: LabCommand::Up { rig, dut },

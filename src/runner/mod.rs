@@ -34,6 +34,9 @@ pub struct RunOptions {
     /// `--shuffle`: run features and scenarios in the order of this seed
     /// ([`order::SeededOrder`]); `None` = file order.
     pub shuffle: Option<u64>,
+    /// `--sign-key`: the lab's Ed25519 key that signs `manifest.json`; `None` leaves
+    /// the manifest unsigned.
+    pub sign_key: Option<PathBuf>,
 }
 
 /// What a run produced.
@@ -117,6 +120,20 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         .out
         .clone()
         .unwrap_or_else(|| evidence::default_run_dir(&started, &loaded));
+    // The lab key is read before anything moves: a run that was asked to be signed
+    // and cannot be is refused, not left unsigned.
+    let sign_key = match opts
+        .sign_key
+        .as_deref()
+        .map(|k| crate::bundle::load_signing_key(k, &run_dir))
+        .transpose()
+    {
+        Ok(k) => k,
+        Err(e) => return usage(format!("--sign-key: {e}")),
+    };
+    for w in sign_key.iter().flat_map(|k| k.warnings()) {
+        eprintln!("warning: {w}");
+    }
     if let Err(e) = std::fs::create_dir_all(&run_dir) {
         return usage(format!(
             "cannot create run directory {}: {e}",
@@ -283,18 +300,49 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         interrupted,
         exit_code: code,
         tags: opts.tags.clone(),
+        shuffle: opts.shuffle,
         transitions: strategy_log,
     };
     if let Err(e) = evidence::write_reports(&run_dir, &info, &scenarios, &catalogue) {
         log.line(format!("writing reports failed: {e}"));
         eprintln!("writing reports failed: {e}");
     }
+    let report = run_dir.join(crate::report::REPORT_FILE);
+    if let Err(e) = crate::report::write(&run_dir, &report) {
+        log.line(format!("writing the HTML report failed: {e}"));
+        eprintln!("writing the HTML report failed: {e}");
+    }
+    // The run log's last line, then the seal: nothing is written after it.
     log.line(format!("run finished: exit code {code}"));
+    drop(log);
+    let sealed = crate::bundle::seal(
+        &run_dir,
+        &evidence::seal_info(&info, &run_dir),
+        sign_key.as_ref(),
+    );
     if !opts.quiet {
         print!(
             "{}",
             evidence::summary_text(&info, &scenarios, &catalogue, &run_dir)
         );
+        println!("report: {}", report.display());
+    }
+    match &sealed {
+        Ok(s) => {
+            if !opts.quiet {
+                match &s.signed_by {
+                    Some(f) => println!(
+                        "manifest: {} files, {} bytes, signed by lab key {f}",
+                        s.files, s.bytes
+                    ),
+                    None => println!(
+                        "manifest: {} files, {} bytes, NOT signed (give --sign-key; make a key with `redrig keygen`)",
+                        s.files, s.bytes
+                    ),
+                }
+            }
+        }
+        Err(e) => eprintln!("sealing the evidence failed: {e}"),
     }
     RunOutcome {
         exit_code: code,
