@@ -958,19 +958,16 @@ pub struct VerifyReport {
 
 impl VerifyReport {
     /// True only when every listed entry matches, nothing is missing or added, and the
-    /// signature is valid and made by the lab key ([`SignatureCheck::ValidLabKey`]) or,
-    /// when no lab key was given, valid for the key the manifest names
-    /// ([`SignatureCheck::ValidUnchecked`]: the signer is then only reported by its
-    /// fingerprint, and anyone can make such a signature with a key of their own). An
-    /// unsigned manifest is never ok: it proves nothing against tampering.
+    /// signature is valid and made by the lab key ([`SignatureCheck::ValidLabKey`]).
+    /// Without a lab key nothing is ok: a signature valid for the key the manifest
+    /// names ([`SignatureCheck::ValidUnchecked`]) is reported with its fingerprint, but
+    /// anyone can re-seal a directory with a key of their own. An unsigned manifest
+    /// proves nothing against tampering.
     pub fn ok(&self) -> bool {
         self.changed.is_empty()
             && self.missing.is_empty()
             && self.added.is_empty()
-            && matches!(
-                self.signature,
-                SignatureCheck::ValidLabKey { .. } | SignatureCheck::ValidUnchecked { .. }
-            )
+            && matches!(self.signature, SignatureCheck::ValidLabKey { .. })
     }
 
     /// The report for people: one line per changed, missing and added entry, the file
@@ -1031,9 +1028,6 @@ impl VerifyReport {
                 SignatureCheck::ValidLabKey { fingerprint } => {
                     format!("signed by the lab key {fingerprint}")
                 }
-                SignatureCheck::ValidUnchecked { fingerprint } => {
-                    format!("signed by {fingerprint} (signer unchecked)")
-                }
                 _ => String::new(),
             };
             out.push_str(&format!(
@@ -1049,7 +1043,10 @@ impl VerifyReport {
                 SignatureCheck::NotSigned => why.push("the manifest is not signed"),
                 SignatureCheck::Invalid { .. } => why.push("the signature is invalid"),
                 SignatureCheck::ValidOtherKey { .. } => why.push("signed by another key"),
-                _ => {}
+                SignatureCheck::ValidUnchecked { .. } => {
+                    why.push("UNVERIFIED signer: no lab key given (--key or $REDRIG_LAB_PUBKEY)")
+                }
+                SignatureCheck::ValidLabKey { .. } => {}
             }
             out.push_str(&format!(
                 "FAILED: the evidence does not verify: {}\n",
@@ -1605,7 +1602,7 @@ mod tests {
                 fingerprint: key.fingerprint()
             }
         );
-        assert!(r.ok());
+        assert!(!r.ok(), "a signer nobody checked is not a verified bundle");
         // A signature next to an unsigned manifest.
         seal(d.path(), &info(), None).unwrap();
         fs::write(d.path().join(SIGNATURE), &sig).unwrap();

@@ -135,14 +135,26 @@ pub async fn lab_up(rig_file: &Path, dut: Option<&str>, exe: &Path) -> i32 {
 pub fn report(run_dir: &Path, out: Option<&Path>) -> i32 {
     let default = run_dir.join(crate::report::REPORT_FILE);
     let target = out.unwrap_or(&default);
-    if out.is_none() && default.exists() {
+    // Never write into a sealed run directory: it would no longer verify.
+    let sealed_dir = target
+        .parent()
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .is_some_and(|d| d.join(crate::bundle::MANIFEST).exists());
+    if sealed_dir || (out.is_none() && default.exists()) {
         eprintln!(
-            "{} exists and is part of the run's sealed evidence; give --out FILE to draw the report elsewhere",
-            default.display()
+            "{} is in a sealed run directory (or is the run's own report); give --out FILE outside it",
+            target.display()
         );
         return exit::USAGE;
     }
-    match crate::report::write(run_dir, target) {
+    let signer = crate::report::manifest_signer(run_dir);
+    match crate::report::write(run_dir, target, signer.as_deref()) {
         Ok(()) => {
             println!("report: {}", target.display());
             exit::PASS

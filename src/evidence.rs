@@ -85,6 +85,30 @@ pub fn write_effective_config(dir: &Path, loaded: &LoadedRig) -> std::io::Result
     )
 }
 
+/// SHA-256 of each image the strategy wrote, in order, without repeats: the image
+/// file's hash at the end of the run (`sha256`) names the file, these name what the
+/// device received.
+fn flashed_images(transitions: &[Transition]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in transitions {
+        if t.to != crate::strategy::DeviceState::Flashed {
+            continue;
+        }
+        let Some(sha) = t
+            .detail
+            .split("sha256 ")
+            .nth(1)
+            .map(|s| s.trim_end_matches(')').to_string())
+        else {
+            continue;
+        };
+        if out.last() != Some(&sha) {
+            out.push(sha);
+        }
+    }
+    out
+}
+
 /// What the manifest says about the run besides its files: the rig, the device's
 /// identity (declared by its profile and, when the strategy saw it boot, as observed),
 /// the firmware image, the effective configuration (secrets redacted), the times.
@@ -117,6 +141,7 @@ pub fn seal_info(info: &RunInfo, dir: &Path) -> crate::bundle::SealInfo {
             "image": image.display().to_string(),
             "size": std::fs::metadata(&image).ok().map(|m| m.len()),
             "sha256": crate::strategy::sha256_file(&image).ok(),
+            "flashed_sha256": flashed_images(&info.transitions),
         }),
         config: std::fs::read(dir.join("config.effective.json"))
             .ok()

@@ -14,10 +14,13 @@
 //! | `indicator` | `line` + `level`, or `screen` | the indicators' event log |
 //! | `cell` | the cell event (`event`: `sms-to-watch`, `watch-dialled`, `registration`…) | the cellular side's event log; raw AT lines are left to `modem.log` |
 //! | `gnss` | `utc_ms`, `fix` (`lat`, `lon`, `alt_m`, or null) | what the GNSS simulator fed: at most one epoch per device second, plus every change between fix and no fix (`gnss.nmea` has every sentence) |
-//! | `backend-position` | `t`, `received_t`, `lat`, `lon`, `valid` | positions the backend showed the parent, each once |
+//! | `backend-position` | `pos_t` (the position's own device time), `received_t`, `lat`, `lon`, `valid` | positions the backend showed the parent, each once (up to 100 000 a run; then one `backend-positions-capped` line and no more) |
 //!
 //! Every line is `{"t": <device ms>, "kind": …, …}` and is written whole with one
-//! `write` call, so an interrupted run leaves at most a missing last line. Values the
+//! `write` call, so an interrupted run leaves at most a missing last line. The writes
+//! are small appends made where the event happens (a few a device second; the
+//! backend's positions of one poll in one write); [`Journal::close`] ends the journal
+//! before the run directory is sealed. Values the
 //! device chose (screen text, SMS text, numbers) are cut at [`MAX_TEXT`] characters;
 //! the full text stays in the driver's transcript.
 
@@ -81,8 +84,28 @@ impl Journal {
         self.clock.now()
     }
 
+    /// Stop writing: later events are dropped (the run directory is being sealed).
+    pub fn close(&self) {
+        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// Append `{"t": t, "kind": kind, ...fields}`.
     pub fn record(&self, t: DeviceMs, kind: &str, fields: Value) {
+        let mut text = Self::line(t, kind, fields);
+        text.push('\n');
+        self.write(text.as_bytes());
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(f) = self.file.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            let _ = f.write_all(bytes);
+        }
+    }
+
+    fn line(t: DeviceMs, kind: &str, fields: Value) -> String {
         let mut line = json!({ "t": t, "kind": kind });
         if let (Some(obj), Value::Object(extra)) = (line.as_object_mut(), fields) {
             for (k, v) in extra {
@@ -91,11 +114,7 @@ impl Journal {
                 }
             }
         }
-        let mut text = line.to_string();
-        text.push('\n');
-        if let Some(f) = self.file.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            let _ = f.write_all(text.as_bytes());
-        }
+        line.to_string()
     }
 
     /// Journal every indicator change.
@@ -152,6 +171,7 @@ impl Journal {
     /// once. Records without a numeric time are left out.
     pub fn backend_positions<'a>(&self, records: impl IntoIterator<Item = &'a Value>) {
         let now = self.clock.now();
+        let mut batch = String::new();
         for r in records {
             let Some(t) = r["t"].as_i64() else { continue };
             let received = r["received_t"].as_i64().unwrap_or(-1);
@@ -167,14 +187,25 @@ impl Journal {
             );
             {
                 let mut seen = self.positions.lock().unwrap_or_else(|p| p.into_inner());
-                if seen.contains(&key) {
+                if seen.len() >= MAX_REMEMBERED {
+                    // Past the cap nothing more is journalled (said once); results.json
+                    // and the backend keep the history.
+                    if seen.len() == MAX_REMEMBERED {
+                        seen.insert((i64::MIN, i64::MIN, 0, 0, false));
+                        batch.push_str(&Self::line(
+                            now,
+                            "backend-positions-capped",
+                            json!({ "remembered": MAX_REMEMBERED }),
+                        ));
+                        batch.push('\n');
+                    }
+                    break;
+                }
+                if !seen.insert(key) {
                     continue;
                 }
-                if seen.len() < MAX_REMEMBERED {
-                    seen.insert(key);
-                }
             }
-            self.record(
+            batch.push_str(&Self::line(
                 now,
                 "backend-position",
                 json!({
@@ -184,8 +215,10 @@ impl Journal {
                     "lon": lon,
                     "valid": valid,
                 }),
-            );
+            ));
+            batch.push('\n');
         }
+        self.write(batch.as_bytes());
     }
 }
 
@@ -353,6 +386,30 @@ mod tests {
             .map(|l| l["t"].as_u64().unwrap())
             .collect();
         assert_eq!(t, vec![1000, 1200, 1400, 2000]);
+    }
+
+    #[test]
+    fn a_closed_journal_writes_nothing_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), Clock::start(1.0));
+        j.record(1, "power", json!({"on": true}));
+        j.close();
+        j.record(2, "power", json!({"on": false}));
+        assert_eq!(lines(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn backend_positions_past_the_cap_are_not_journalled_again_and_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), Clock::start(1.0));
+        let many: Vec<Value> = (0..MAX_REMEMBERED as i64 + 10)
+            .map(|t| json!({"t": t, "lat": 1.0, "lon": 2.0, "valid": true}))
+            .collect();
+        j.backend_positions(many.iter());
+        j.backend_positions(many.iter());
+        let l = lines(dir.path());
+        assert_eq!(l.len(), MAX_REMEMBERED + 1);
+        assert_eq!(l[MAX_REMEMBERED]["kind"], "backend-positions-capped");
     }
 
     #[test]

@@ -419,6 +419,7 @@ impl Rig {
             debug,
             backend,
             gateway,
+            journal,
             mut lab,
             parts,
             ..
@@ -456,6 +457,8 @@ impl Rig {
             }
         }
         drop(gateway);
+        // Instruments still closing may push a last event: it is not journalled.
+        journal.close();
         match first {
             None => Ok(()),
             Some(e) => Err(e),

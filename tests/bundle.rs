@@ -250,9 +250,11 @@ fn an_attacker_who_reseals_with_their_own_key_is_named() {
         )),
         "{out}"
     );
-    // Without the lab key the signature is valid but only reported by fingerprint.
+    // Without the lab key the signature is valid but only reported by fingerprint,
+    // and the bundle does not count as verified.
     let o = verify(run.path(), None);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("UNVERIFIED signer"), "{}", text(&o));
     assert!(text(&o).contains(&attacker.fingerprint), "{}", text(&o));
     assert!(
         text(&o).contains("not checked against the lab key"),

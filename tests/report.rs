@@ -144,11 +144,21 @@ fn a_signed_run_has_a_complete_report_a_browser_loads_and_a_bundle_that_verifies
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("report: "), "{out}");
     assert!(out.contains("signed by lab key SHA256:"), "{out}");
+    let fingerprint = out
+        .split("signed by lab key ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_string();
 
     let results: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run_dir.join("results.json")).unwrap()).unwrap();
     let page = std::fs::read_to_string(run_dir.join("report.html")).expect("report.html");
 
+    assert!(
+        page.contains(&format!("signed by lab key <code>{fingerprint}</code>")),
+        "the page names the signing key"
+    );
     // Self-contained: no script, no external reference.
     assert!(!page.contains("<script"), "the page has a script");
     for h in hrefs(&page) {
@@ -169,22 +179,22 @@ fn a_signed_run_has_a_complete_report_a_browser_loads_and_a_bundle_that_verifies
     assert!(!page.contains("src=\"http"), "external source");
 
     // The matrix: every requirement of results.json, with its verdict.
-    let reqs = results["requirements"].as_array().unwrap();
-    assert!(reqs.len() > 50, "the whole catalogue is in results.json");
-    for r in reqs {
-        let id = r["id"].as_str().unwrap();
-        assert!(
-            page.contains(&format!("<code>{id}</code>")),
-            "{id} is missing from the matrix"
-        );
-    }
-    let not_tested = reqs.iter().filter(|r| r["verdict"] == "not-tested").count();
-    assert!(not_tested > 30, "most requirements are not tested here");
     let matrix = page
         .split("id=\"matrix\"")
         .nth(1)
         .and_then(|s| s.split("id=\"plots\"").next())
         .expect("the matrix section");
+    let reqs = results["requirements"].as_array().unwrap();
+    assert!(reqs.len() > 50, "the whole catalogue is in results.json");
+    for r in reqs {
+        let id = r["id"].as_str().unwrap();
+        assert!(
+            matrix.contains(&format!("<tr><td><code>{id}</code>")),
+            "{id} is missing from the matrix"
+        );
+    }
+    let not_tested = reqs.iter().filter(|r| r["verdict"] == "not-tested").count();
+    assert!(not_tested > 30, "most requirements are not tested here");
     assert_eq!(
         matrix
             .matches("<span class=\"v nt\">not tested</span>")
@@ -236,7 +246,21 @@ fn a_signed_run_has_a_complete_report_a_browser_loads_and_a_bundle_that_verifies
     );
     let msg = f["message"].as_str().unwrap();
     assert!(msg.starts_with("DEVICE FAIL:"), "{msg}");
-    assert!(section.contains("Console around the failure"), "{section}");
+    let excerpt = section
+        .split("Console around the failure")
+        .nth(1)
+        .and_then(|s| s.split("<pre>").nth(1))
+        .and_then(|s| s.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no console excerpt in {section}"));
+    let first: u64 = excerpt
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("excerpt lines start with their device time");
+    assert!(
+        start <= first && first <= at + 2_000,
+        "the excerpt ({first} ms) lies in the scenario, before the failure at {at} ms"
+    );
     assert!(section.contains("geofence alert latency"), "{section}");
 
     // Plots: the timeline and the latency distribution.
@@ -329,17 +353,9 @@ fn a_signed_run_has_a_complete_report_a_browser_loads_and_a_bundle_that_verifies
     assert!(again.contains("<code>SAFETY:GEO-1</code>"));
 }
 
-fn browser_check(page: &Path, scratch: &Path) {
-    let Some(chrome) = chromium() else {
-        if std::env::var_os("REDRIG_REQUIRE_CROSSCHECKS").is_some() {
-            panic!("chromium is required for the browser cross-check (REDRIG_REQUIRE_CROSSCHECKS)");
-        }
-        eprintln!("SKIPPED: chromium not installed; the report was not loaded in a browser");
-        return;
-    };
-    let shot = scratch.join("report.png");
-    let url = format!("file://{}", page.canonicalize().unwrap().display());
-    let o = Command::new(&chrome)
+/// Lines the browser logged to its console while loading `url`.
+fn browser_console(chrome: &Path, url: &str, scratch: &Path, shot: &Path) -> Vec<String> {
+    let o = Command::new(chrome)
         .args([
             "--headless",
             "--no-sandbox",
@@ -354,12 +370,44 @@ fn browser_check(page: &Path, scratch: &Path) {
             scratch.join("chromium").display()
         ))
         .arg(format!("--screenshot={}", shot.display()))
-        .arg(&url)
+        .arg(url)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "chromium failed: {err}");
-    let console: Vec<&str> = err.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    err.lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(String::from)
+        .collect()
+}
+
+fn browser_check(page: &Path, scratch: &Path) {
+    let Some(chrome) = chromium() else {
+        if std::env::var_os("REDRIG_REQUIRE_CROSSCHECKS").is_some() {
+            panic!("chromium is required for the browser cross-check (REDRIG_REQUIRE_CROSSCHECKS)");
+        }
+        eprintln!("SKIPPED: chromium not installed; the report was not loaded in a browser");
+        return;
+    };
+    // The check itself must be able to fail: the same page with an external image
+    // (blocked by the page's security policy) is logged.
+    let control = scratch.join("control.html");
+    let text = std::fs::read_to_string(page).unwrap().replacen(
+        "</main>",
+        "<img src=\"http://example.invalid/x.png\" alt=\"\"></main>",
+        1,
+    );
+    std::fs::write(&control, text).unwrap();
+    let shot = scratch.join("control.png");
+    let url = format!("file://{}", control.canonicalize().unwrap().display());
+    assert!(
+        !browser_console(&chrome, &url, scratch, &shot).is_empty(),
+        "the browser check does not see a blocked external load"
+    );
+
+    let shot = scratch.join("report.png");
+    let url = format!("file://{}", page.canonicalize().unwrap().display());
+    let console = browser_console(&chrome, &url, scratch, &shot);
     assert!(
         console.is_empty(),
         "the page logged to the browser console:\n{}",
@@ -386,4 +434,65 @@ fn browser_check(page: &Path, scratch: &Path) {
     let dom = String::from_utf8_lossy(&o.stdout);
     assert!(dom.contains("id=\"matrix\""), "DOM lacks the matrix");
     assert!(dom.matches("<svg").count() >= 2, "DOM lacks the plots");
+}
+
+#[test]
+fn a_run_directory_in_use_is_refused_before_anything_moves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rig = private_rig("report-out", &tmp.path().join("locks"));
+    let _cleanup = Cleanup(vec![rig.clone()]);
+    let out = tmp.path().join("old-run");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("results.json"), "{}").unwrap();
+    let o = redrig()
+        .arg("run")
+        .arg("--rig")
+        .arg(&rig)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("is not empty"), "{}", text(&o));
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "nothing was written into the old run's directory"
+    );
+}
+
+#[test]
+fn a_report_is_never_drawn_into_a_sealed_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("results.json"), r#"{"schema":"redrig-results/1"}"#).unwrap();
+    // Not sealed: the page can be drawn there, from a results file alone.
+    let o = redrig().arg("report").arg(&dir).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(
+        page.contains("<b>not signed</b>"),
+        "unsealed runs are not called signed"
+    );
+    // Sealed: neither the default nor another name inside it.
+    std::fs::remove_file(dir.join("report.html")).unwrap();
+    std::fs::write(dir.join("manifest.json"), "{}").unwrap();
+    for args in [
+        vec![],
+        vec![
+            "--out".to_string(),
+            dir.join("other.html").display().to_string(),
+        ],
+    ] {
+        let o = redrig()
+            .arg("report")
+            .arg(&dir)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    }
+    assert!(!dir.join("report.html").exists() && !dir.join("other.html").exists());
 }

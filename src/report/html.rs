@@ -7,7 +7,7 @@
 use super::plots::{self, LatencySample, ReceivedPoint, Span, TimelineEvent, TrackPoint};
 use super::{
     console_excerpts, console_logs, read_flows, read_journal, read_results, ExcerptWindow,
-    FlowEvent, JournalEvent, ReportError, Results, Scenario,
+    FlowEvent, Flows, JournalEvent, ReportError, Results, Scenario,
 };
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -118,21 +118,26 @@ fn standard_verdict(verdicts: &[&str]) -> &'static str {
 }
 
 /// The page.
-pub fn render(dir: &Path) -> Result<String, ReportError> {
+pub fn render(dir: &Path, signer: Option<&str>) -> Result<String, ReportError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ReportError::Io { path, source }
     };
     let results = read_results(dir)?;
     let (journal, bad_journal) = read_journal(dir).map_err(io(&dir.join("events.jsonl")))?;
-    let (flows, bad_flows) = read_flows(dir).map_err(io(&dir.join("flows.jsonl")))?;
+    let flows = read_flows(dir).map_err(io(&dir.join("flows.jsonl")))?;
     let files = list_files(dir);
 
     let mut page = String::with_capacity(256 * 1024);
     head(&mut page, &results);
-    summary(&mut page, &results, bad_journal + bad_flows);
+    summary(
+        &mut page,
+        &results,
+        bad_journal + flows.bad + flows.not_kept,
+        signer,
+    );
     matrix(&mut page, &results);
-    plots_section(&mut page, &results, &journal, &flows);
+    plots_section(&mut page, &results, &journal, &flows.events);
     scenarios(&mut page, dir, &results, &journal, &flows)?;
     evidence_list(&mut page, &files);
     page.push_str("</main></body></html>\n");
@@ -171,7 +176,7 @@ summary{cursor:pointer;font-weight:600}.muted{color:#666}.msg{font-weight:600}\
 .plot svg{max-width:100%;height:auto}figure{margin:1em 0}figcaption{color:#555;font-size:.9em}\
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dl.kv dt{font-weight:600}dl.kv dd{margin:0;word-break:break-all}";
 
-fn summary(p: &mut String, r: &Results, bad_lines: usize) {
+fn summary(p: &mut String, r: &Results, bad_lines: usize, signer: Option<&str>) {
     let _ = writeln!(
         p,
         "<h1>Conformance test report</h1>\n<p>{} <span class=\"muted\">exit code {}</span></p>",
@@ -252,11 +257,18 @@ fn summary(p: &mut String, r: &Results, bad_lines: usize) {
     }
     kv(
         "Evidence",
-        format!(
-            "this directory; {} sealed by {} (check with <code>redrig verify</code>)",
-            file_link("manifest.json"),
-            file_link("manifest.sig")
-        ),
+        match signer {
+            Some(fp) => format!(
+                "this directory, sealed in {} and signed by lab key <code>{}</code> in {} (check with <code>redrig verify</code>)",
+                file_link("manifest.json"),
+                esc(fp),
+                file_link("manifest.sig")
+            ),
+            None => format!(
+                "this directory, sealed in {}; <b>not signed</b> (check with <code>redrig verify</code>)",
+                file_link("manifest.json")
+            ),
+        },
     );
     p.push_str("</dl>\n");
     if r.interrupted {
@@ -322,25 +334,27 @@ fn matrix(p: &mut String, r: &Results) {
     p.push_str("<h2 id=\"matrix\">Requirement matrix</h2>\n<p>Every requirement of the catalogue, whether or not this run tested it.</p>\n<table><tr><th>Requirement</th><th>Title</th><th>Bench</th><th>Verdict</th><th>Scenarios and evidence</th></tr>\n");
     for q in &r.requirements {
         let mut cov = String::new();
-        for name in &q.scenarios {
-            // Scenarios are listed by name; link each run of that name.
-            let hits: Vec<(usize, &Scenario)> = r
-                .scenarios
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| &s.name == name)
-                .collect();
-            if hits.is_empty() {
-                let _ = write!(cov, "<div>{}</div>", esc(name));
+        // Each scenario of this run tagged with the requirement (outline rows share a
+        // name, so scenarios are matched by their tags, not by name).
+        let mut linked = 0;
+        for (i, s) in r.scenarios.iter().enumerate() {
+            if !s.requirements.iter().any(|id| id == &q.id) {
+                continue;
             }
-            for (i, s) in hits {
-                let _ = write!(
-                    cov,
-                    "<div>{} <a href=\"#{}\">{}</a></div>",
-                    badge(&s.verdict),
-                    anchor(i),
-                    esc(&s.name)
-                );
+            linked += 1;
+            let _ = write!(
+                cov,
+                "<div>{} <a href=\"#{}\">{}</a> <span class=\"muted\">{}:{}</span></div>",
+                badge(&s.verdict),
+                anchor(i),
+                esc(&s.name),
+                esc(&s.file),
+                s.line
+            );
+        }
+        if linked == 0 {
+            for name in &q.scenarios {
+                let _ = write!(cov, "<div>{}</div>", esc(name));
             }
         }
         if let Some(why) = &q.reason {
@@ -405,7 +419,7 @@ pub fn timeline_events(
                 let hold = (f["hold_s"].as_f64().unwrap_or(0.0).clamp(0.0, 1e6) * 1000.0) as u64;
                 push(
                     e.t,
-                    Some(e.t + hold),
+                    Some(e.t.saturating_add(hold)),
                     "buttons",
                     format!("press {}", f["button"].as_str().unwrap_or("?")),
                 );
@@ -622,7 +636,7 @@ fn scenarios(
     dir: &Path,
     r: &Results,
     journal: &[JournalEvent],
-    flows: &[FlowEvent],
+    flows: &Flows,
 ) -> Result<(), ReportError> {
     p.push_str("<h2 id=\"scenarios\">Scenarios</h2>\n");
     // Console excerpts for every scenario that did not pass, in one pass per log.
@@ -846,7 +860,7 @@ fn cell_table(p: &mut String, journal: &[JournalEvent], a: u64, b: u64) {
 }
 
 /// Per flow opened in the window: destination, protocol, bytes.
-fn traffic_table(p: &mut String, flows: &[FlowEvent], a: u64, b: u64) {
+fn traffic_table(p: &mut String, flows: &Flows, a: u64, b: u64) {
     #[derive(Default)]
     struct Row {
         t: u64,
@@ -858,12 +872,17 @@ fn traffic_table(p: &mut String, flows: &[FlowEvent], a: u64, b: u64) {
         note: String,
     }
     let mut rows: BTreeMap<u64, Row> = BTreeMap::new();
-    for f in flows {
+    let mut opened = 0usize;
+    for f in &flows.events {
         let v = &f.value;
         let Some(id) = v["id"].as_u64() else { continue };
         let ev = v["event"].as_str().unwrap_or("");
         if ev == "opened" {
-            if !(a..=b).contains(&f.t) || rows.len() >= MAX_ROWS * 4 {
+            if !(a..=b).contains(&f.t) {
+                continue;
+            }
+            opened += 1;
+            if rows.len() >= MAX_ROWS {
                 continue;
             }
             rows.insert(
@@ -907,7 +926,6 @@ fn traffic_table(p: &mut String, flows: &[FlowEvent], a: u64, b: u64) {
                 row.up = v["bytes_up"].as_u64();
                 row.down = v["bytes_down"].as_u64();
             }
-            "frame" => row.frames += 1,
             "intercepted" => {
                 let o = &v["outcome"];
                 row.note = format!(
@@ -931,7 +949,10 @@ fn traffic_table(p: &mut String, flows: &[FlowEvent], a: u64, b: u64) {
     p.push_str(", ");
     p.push_str(&file_link("gateway.pcap"));
     p.push_str("):</p><table><tr><th>Flow</th><th>Device ms</th><th>Destination</th><th>Protocol</th><th>Bytes up / down</th><th>Frames</th><th>Interception</th></tr>\n");
-    let n = rows.len();
+    for (id, r) in rows.iter_mut() {
+        r.frames = flows.frames.get(id).copied().unwrap_or(0);
+    }
+    let n = opened;
     for (id, r) in rows.iter().take(MAX_ROWS) {
         let bytes = match (r.up, r.down) {
             (Some(u), Some(d)) => format!("{u} / {d}"),
@@ -1004,7 +1025,13 @@ fn list_files(dir: &Path) -> Vec<(String, u64)> {
 fn evidence_list(p: &mut String, files: &[(String, u64)]) {
     p.push_str("<h2 id=\"evidence\">Evidence files</h2>\n<p>Every file of the run directory when this page was drawn. <code>manifest.json</code> lists each with its SHA-256; <code>redrig verify</code> checks them and the lab's signature.</p>\n");
     // Flow payload dumps are many; list them in one line.
-    let (dumps, main): (Vec<_>, Vec<_>) = files.iter().partition(|(n, _)| n.starts_with("flow-"));
+    let is_dump = |n: &str| {
+        n.strip_prefix("flow-").is_some_and(|rest| {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            digits > 0 && rest[digits..].starts_with('-')
+        })
+    };
+    let (dumps, main): (Vec<_>, Vec<_>) = files.iter().partition(|(n, _)| is_dump(n));
     p.push_str("<table><tr><th>File</th><th>Bytes</th></tr>\n");
     for (n, size) in &main {
         let _ = writeln!(

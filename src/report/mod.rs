@@ -245,6 +245,9 @@ pub fn for_each_line(path: &Path, mut f: impl FnMut(&[u8], bool)) -> std::io::Re
     }
 }
 
+/// Most journal events read for the page; the rest are counted as not read.
+pub const MAX_JOURNAL_EVENTS: usize = 1_000_000;
+
 /// One line of `events.jsonl` ([`crate::journal`]).
 #[derive(Debug, Clone)]
 pub struct JournalEvent {
@@ -258,7 +261,7 @@ pub fn read_journal(dir: &Path) -> std::io::Result<(Vec<JournalEvent>, usize)> {
     let mut out = Vec::new();
     let mut bad = 0;
     for_each_line(&dir.join(crate::journal::EVENTS_FILE), |line, cut| {
-        if cut {
+        if cut || out.len() >= MAX_JOURNAL_EVENTS {
             bad += 1;
             return;
         }
@@ -277,34 +280,66 @@ pub fn read_journal(dir: &Path) -> std::io::Result<(Vec<JournalEvent>, usize)> {
     Ok((out, bad))
 }
 
-/// One line of `flows.jsonl` (the gateway's flow events).
+/// One line of `flows.jsonl` (the gateway's flow events). A `frame` event keeps no
+/// frame text here.
 #[derive(Debug, Clone)]
 pub struct FlowEvent {
     pub t: u64,
     pub value: serde_json::Value,
 }
 
-/// The gateway's flow events; unparseable lines are counted.
-pub fn read_flows(dir: &Path) -> std::io::Result<(Vec<FlowEvent>, usize)> {
-    let mut out = Vec::new();
-    let mut bad = 0;
+/// Most flow events kept for the page; beyond it events are counted only.
+pub const MAX_FLOW_EVENTS: usize = 500_000;
+/// Most flows whose clear-text frames are counted one by one.
+const MAX_COUNTED_FLOWS: usize = 100_000;
+
+/// The gateway's flow events as the page uses them.
+#[derive(Debug, Default)]
+pub struct Flows {
+    pub events: Vec<FlowEvent>,
+    /// Watch-protocol frames seen in clear text, per flow id.
+    pub frames: std::collections::BTreeMap<u64, u64>,
+    /// Events beyond [`MAX_FLOW_EVENTS`], not kept.
+    pub not_kept: usize,
+    /// Lines that were not flow events.
+    pub bad: usize,
+}
+
+/// Read `flows.jsonl`; memory stays bounded whatever the device made the gateway
+/// record (frame texts are dropped, events past [`MAX_FLOW_EVENTS`] only counted).
+pub fn read_flows(dir: &Path) -> std::io::Result<Flows> {
+    let mut f = Flows::default();
     for_each_line(&dir.join("flows.jsonl"), |line, cut| {
         if cut {
-            bad += 1;
+            f.bad += 1;
             return;
         }
-        match serde_json::from_slice::<serde_json::Value>(line) {
-            Ok(mut v) => match v["t"].as_u64() {
-                Some(t) => out.push(FlowEvent {
-                    t,
-                    value: v["value"].take(),
-                }),
-                None => bad += 1,
-            },
-            Err(_) => bad += 1,
+        let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(line) else {
+            f.bad += 1;
+            return;
+        };
+        let Some(t) = v["t"].as_u64() else {
+            f.bad += 1;
+            return;
+        };
+        let mut value = v["value"].take();
+        if value["event"] == "frame" {
+            if let Some(obj) = value.as_object_mut() {
+                obj.remove("frame");
+            }
+            if let Some(id) = value["id"].as_u64() {
+                if f.frames.len() < MAX_COUNTED_FLOWS || f.frames.contains_key(&id) {
+                    *f.frames.entry(id).or_default() += 1;
+                }
+            }
+        }
+        if f.events.len() < MAX_FLOW_EVENTS {
+            f.events.push(FlowEvent { t, value });
+        } else {
+            f.not_kept += 1;
         }
     })?;
-    Ok((out, bad))
+    Ok(f)
 }
 
 /// Console logs in the run directory (`console-<name>.log`), sorted by name.
@@ -370,14 +405,22 @@ pub fn console_excerpts(
         .collect())
 }
 
-/// Draw the report of a run directory.
-pub fn render(dir: &Path) -> Result<String, ReportError> {
-    html::render(dir)
+/// Draw the report of a run directory. `signer` is the fingerprint of the lab key
+/// that signs (or signed) its manifest, `None` when the manifest is not signed.
+pub fn render(dir: &Path, signer: Option<&str>) -> Result<String, ReportError> {
+    html::render(dir, signer)
+}
+
+/// The signer named by the run directory's `manifest.json`, if it has a signed one.
+pub fn manifest_signer(dir: &Path) -> Option<String> {
+    let bytes = std::fs::read(dir.join(crate::bundle::MANIFEST)).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v["signature"]["fingerprint"].as_str().map(String::from)
 }
 
 /// Draw the report and write it to `out` (atomically).
-pub fn write(dir: &Path, out: &Path) -> Result<(), ReportError> {
-    let page = render(dir)?;
+pub fn write(dir: &Path, out: &Path, signer: Option<&str>) -> Result<(), ReportError> {
+    let page = render(dir, signer)?;
     let tmp = out.with_extension("html.tmp");
     let io = |source| ReportError::Io {
         path: out.to_path_buf(),

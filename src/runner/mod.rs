@@ -134,6 +134,13 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
     for w in sign_key.iter().flat_map(|k| k.warnings()) {
         eprintln!("warning: {w}");
     }
+    // One run per directory: a record that mixed two runs' files would be sealed as one.
+    if std::fs::read_dir(&run_dir).is_ok_and(|mut d| d.next().is_some()) {
+        return usage(format!(
+            "run directory {} is not empty: each run needs a directory of its own",
+            run_dir.display()
+        ));
+    }
     if let Err(e) = std::fs::create_dir_all(&run_dir) {
         return usage(format!(
             "cannot create run directory {}: {e}",
@@ -256,13 +263,30 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
             strategy_log = ctx.strategy.lock().await.transitions.clone();
             drop(ctx);
             // Power the device down and stop the lab; every driver flushes its evidence.
-            match Arc::try_unwrap(rig) {
-                Ok(rig) => {
-                    if let Err(e) = rig.shutdown().await {
-                        log.line(format!("rig shutdown: {e}"));
+            // A scenario's task being torn down may still hold the rig for a moment.
+            let mut rig = rig;
+            let mut waited = 0;
+            loop {
+                match Arc::try_unwrap(rig) {
+                    Ok(r) => {
+                        if let Err(e) = r.shutdown().await {
+                            log.line(format!("rig shutdown: {e}"));
+                        }
+                        break;
+                    }
+                    Err(r) if waited < 50 => {
+                        rig = r;
+                        waited += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    Err(r) => {
+                        log.line(
+                            "rig still referenced at shutdown; its instruments close when released",
+                        );
+                        r.journal.close();
+                        break;
                     }
                 }
-                Err(_) => log.line("rig still referenced at shutdown; relying on drop"),
             }
         }
     }
@@ -308,18 +332,38 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         eprintln!("writing reports failed: {e}");
     }
     let report = run_dir.join(crate::report::REPORT_FILE);
-    if let Err(e) = crate::report::write(&run_dir, &report) {
-        log.line(format!("writing the HTML report failed: {e}"));
-        eprintln!("writing the HTML report failed: {e}");
+    let signer = sign_key.as_ref().map(|k| k.fingerprint());
+    let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::report::write(&run_dir, &report, signer.as_deref())
+    }));
+    match drawn {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            log.line(format!("writing the HTML report failed: {e}"));
+            eprintln!("writing the HTML report failed: {e}");
+        }
+        Err(_) => {
+            log.line("writing the HTML report failed: the report code panicked");
+            eprintln!("writing the HTML report failed: the report code panicked");
+        }
     }
     // The run log's last line, then the seal: nothing is written after it.
     log.line(format!("run finished: exit code {code}"));
     drop(log);
-    let sealed = crate::bundle::seal(
+    let sealed = seal_settled(
         &run_dir,
         &evidence::seal_info(&info, &run_dir),
         sign_key.as_ref(),
-    );
+    )
+    .await;
+    // A run asked to be signed whose evidence could not be sealed is no record: the
+    // rig failed, whatever the device did.
+    let code = if sealed.is_err() && sign_key.is_some() {
+        eprintln!("the run was asked to be signed and its evidence is not sealed: inconclusive");
+        exit::INCONCLUSIVE
+    } else {
+        code
+    };
     if !opts.quiet {
         print!(
             "{}",
@@ -347,6 +391,36 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
     RunOutcome {
         exit_code: code,
         run_dir: Some(run_dir),
+    }
+}
+
+/// Seal the run directory, then check the seal at once: a file that changed or
+/// appeared in between (a late writer of a closing instrument) means sealing again,
+/// up to three times, a second apart. If the directory does not settle, the seal
+/// fails rather than describe files that are no longer there as they are.
+async fn seal_settled(
+    run_dir: &Path,
+    info: &crate::bundle::SealInfo,
+    key: Option<&crate::bundle::LabKey>,
+) -> Result<crate::bundle::Sealed, crate::bundle::BundleError> {
+    let mut attempt = 0;
+    loop {
+        let sealed = crate::bundle::seal(run_dir, info, key)?;
+        let report = crate::bundle::verify(run_dir, key.map(|k| k.verifying_key()).as_ref())?;
+        if report.changed.is_empty() && report.missing.is_empty() && report.added.is_empty() {
+            return Ok(sealed);
+        }
+        attempt += 1;
+        if attempt >= 3 {
+            let mut moving: Vec<String> = report.changed.iter().map(|c| c.path.clone()).collect();
+            moving.extend(report.missing.iter().cloned());
+            moving.extend(report.added.iter().cloned());
+            return Err(crate::bundle::BundleError::Unsupported {
+                path: run_dir.to_path_buf(),
+                reason: format!("files still changing after sealing: {}", moving.join(", ")),
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
