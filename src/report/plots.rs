@@ -554,6 +554,12 @@ impl Projection {
     }
 }
 
+/// A fed position moving faster than this (m/s) is a jump to a new place, not a
+/// movement: the route line is cut there.
+pub const JUMP_M_PER_S: f64 = 70.0;
+/// Most pieces a fed route is cut into; later jumps are drawn joined.
+const MAX_PIECES: usize = 200;
+
 /// Draws the route fed to the GNSS simulator and the positions the backend received.
 ///
 /// Positions are projected to metres east/north of the centre of the fed route
@@ -565,8 +571,10 @@ impl Projection {
 /// positions. With no usable position at all the result is a small plot saying
 /// "no positions" (not an error), whose `skipped` counts the unusable inputs.
 ///
-/// Fed points are joined in order as a line (consecutive points on the same pixel
-/// merged, then at most [`MAX_MARKS`] vertices); received positions are filled circles
+/// Fed points are joined in order as a line, cut where the position jumps (faster
+/// than [`JUMP_M_PER_S`]: a new place, not a movement); consecutive points on the same
+/// pixel are merged, and the pieces together keep at most about [`MAX_MARKS`]
+/// vertices. Received positions are filled circles
 /// (valid fix) or hollow circles (no valid fix), at most [`MAX_MARKS`] of each after
 /// merging those on the same pixel. Points with a non-finite or out-of-range latitude
 /// or longitude are skipped.
@@ -580,6 +588,11 @@ pub fn route_svg(
         .iter()
         .filter(|p| usable_lat_lon(p.lat, p.lon))
         .map(|p| (p.lat, p.lon))
+        .collect();
+    let fed_t: Vec<f64> = fed
+        .iter()
+        .filter(|p| usable_lat_lon(p.lat, p.lon))
+        .map(|p| p.t_s)
         .collect();
     let recv_ll: Vec<(f64, f64, bool)> = received
         .iter()
@@ -660,33 +673,55 @@ pub fn route_svg(
             ..Counts::default()
         };
 
-        // The fed route: consecutive points on the same pixel merged, then thinned.
-        let mut verts: Vec<((i32, i32), usize)> = Vec::new();
-        for &(x, y) in &fed_xy {
-            if !inside(x, y) {
-                // Cannot happen when the ranges come from the fed route; counted anyway.
-                c.skipped += 1;
-                continue;
+        // The fed route, cut where the fed position jumps (a new scene, not a
+        // movement: faster than JUMP_M_PER_S), so no line is drawn
+        // along a path the receiver never took. Each piece: consecutive points on the
+        // same pixel merged, then thinned within its share of the mark budget.
+        let mut pieces: Vec<Vec<(f64, f64)>> = Vec::new();
+        for (i, &(x, y)) in fed_xy.iter().enumerate() {
+            let jump = i > 0 && pieces.len() < MAX_PIECES && {
+                let (px, py) = fed_xy[i - 1];
+                let d = ((x - px).powi(2) + (y - py).powi(2)).sqrt();
+                let dt = fed_t[i] - fed_t[i - 1];
+                dt.is_finite() && dt > 0.0 && d / dt > JUMP_M_PER_S
+            };
+            if pieces.is_empty() || jump {
+                pieces.push(Vec::new());
             }
-            let p = chart.backend_coord(&(x, y));
-            match verts.last_mut() {
-                Some((q, n)) if *q == p => *n += 1,
-                _ => verts.push((p, 1)),
+            if let Some(last) = pieces.last_mut() {
+                last.push((x, y));
             }
         }
-        let (verts, dropped) = thin(&verts, MAX_MARKS);
-        c.thinned += dropped;
-        c.drawn += verts.iter().map(|v| v.1).sum::<usize>();
-        c.marks += verts.len();
-        let path: Vec<(i32, i32)> = verts.iter().map(|v| v.0).collect();
-        match path.len() {
-            0 => {}
-            1 => root
-                .draw(&Circle::new(path[0], 4, C_BLUE.filled()))
-                .map_err(perr)?,
-            _ => root
-                .draw(&PathElement::new(path, C_BLUE.stroke_width(2)))
-                .map_err(perr)?,
+        let total = fed_xy.len().max(1);
+        for piece in &pieces {
+            let mut verts: Vec<((i32, i32), usize)> = Vec::new();
+            for &(x, y) in piece {
+                if !inside(x, y) {
+                    // Cannot happen when the ranges come from the fed route; counted anyway.
+                    c.skipped += 1;
+                    continue;
+                }
+                let p = chart.backend_coord(&(x, y));
+                match verts.last_mut() {
+                    Some((q, n)) if *q == p => *n += 1,
+                    _ => verts.push((p, 1)),
+                }
+            }
+            let budget = (MAX_MARKS * piece.len() / total).max(2);
+            let (verts, dropped) = thin(&verts, budget);
+            c.thinned += dropped;
+            c.drawn += verts.iter().map(|v| v.1).sum::<usize>();
+            c.marks += verts.len();
+            let path: Vec<(i32, i32)> = verts.iter().map(|v| v.0).collect();
+            match path.len() {
+                0 => {}
+                1 => root
+                    .draw(&Circle::new(path[0], 2, C_BLUE.filled()))
+                    .map_err(perr)?,
+                _ => root
+                    .draw(&PathElement::new(path, C_BLUE.stroke_width(2)))
+                    .map_err(perr)?,
+            }
         }
 
         // Received positions.
@@ -1419,10 +1454,50 @@ mod tests {
         // An east-west line of ~2 km through Berlin, with a small north-south wiggle.
         let f = i as f64 / (n.max(2) - 1) as f64;
         TrackPoint {
-            t_s: i as f64,
+            // Walked in ten minutes.
+            t_s: f * 600.0,
             lat: 52.52 + 0.002 * (f * 6.0).sin(),
             lon: 13.38 + 0.03 * f,
         }
+    }
+
+    /// The route line's colour as the SVG backend writes it.
+    const ROUTE_HEX: &str = "#0072B2";
+
+    #[test]
+    fn a_jump_in_the_fed_position_cuts_the_route_line() {
+        // Two walks 2 km apart, one second between them: two lines, not one.
+        let mut fed = Vec::new();
+        for i in 0..20 {
+            fed.push(TrackPoint {
+                t_s: i as f64,
+                lat: 52.5,
+                lon: 13.4 + i as f64 * 0.00002,
+            });
+        }
+        for i in 0..20 {
+            fed.push(TrackPoint {
+                t_s: 20.0 + i as f64,
+                lat: 52.52,
+                lon: 13.4 + i as f64 * 0.00002,
+            });
+        }
+        let p = route_svg("jump", &fed, &[]).unwrap();
+        let route = |svg: &str| {
+            svg.lines()
+                .filter(|l| {
+                    l.starts_with("<polyline") && l.contains(&format!("stroke=\"{ROUTE_HEX}\""))
+                })
+                .count()
+        };
+        // Two pieces, plus the legend's sample line.
+        assert_eq!(route(&p.svg), 3, "{}", p.svg);
+        // The same points walked slowly (a minute apart) are one line.
+        for (i, f) in fed.iter_mut().enumerate() {
+            f.t_s = i as f64 * 60.0;
+        }
+        let p = route_svg("walk", &fed, &[]).unwrap();
+        assert_eq!(route(&p.svg), 2, "{}", p.svg);
     }
 
     #[test]
