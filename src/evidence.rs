@@ -85,9 +85,10 @@ pub fn write_effective_config(dir: &Path, loaded: &LoadedRig) -> std::io::Result
     )
 }
 
-/// SHA-256 of each image the strategy wrote, in order, without repeats: the image
-/// file's hash at the end of the run (`sha256`) names the file, these name what the
-/// device received.
+/// SHA-256 of each image the strategy brought the device up with, in order, without
+/// repeats: the image file's hash at the end of the run (`sha256`) names the file,
+/// these name what the device received. Images a scenario flashes on purpose (a
+/// tampered or older one) are in `flash.log`.
 fn flashed_images(transitions: &[Transition]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for t in transitions {
