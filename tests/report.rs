@@ -360,6 +360,7 @@ fn browser_console(chrome: &Path, url: &str, scratch: &Path, shot: &Path) -> Vec
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-dev-shm-usage",
             "--no-first-run",
             "--enable-logging=stderr",
             "--v=0",
@@ -423,7 +424,13 @@ fn browser_check(page: &Path, scratch: &Path) {
 
     // The DOM the browser built has the page's structure.
     let o = Command::new(&chrome)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--dump-dom",
+        ])
         .arg(format!(
             "--user-data-dir={}",
             scratch.join("chromium").display()
