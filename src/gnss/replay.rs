@@ -91,9 +91,11 @@ impl Recording {
                             tod - prev
                         } else {
                             // Midnight wrap (23:59:59 → 00:00:00) or a backwards jump.
-                            tod + 86_400_000 - prev
+                            // After a leap second (23:59:60.x, past 86 400 000 ms) the
+                            // difference can be zero or negative: implausible too.
+                            (tod + 86_400_000).saturating_sub(prev)
                         };
-                        let step = if step > MAX_GAP_MS {
+                        let step = if step == 0 || step > MAX_GAP_MS {
                             irregular_gaps += 1;
                             DEFAULT_GAP_MS
                         } else {

@@ -669,7 +669,8 @@ pub fn parse_unbounded(line: &str) -> Result<Sentence, NmeaError> {
     }
     let rest = body.strip_prefix(['$', '!']).ok_or(NmeaError::NoStart)?;
     let (payload, sum) = rest.rsplit_once('*').ok_or(NmeaError::NoChecksum)?;
-    if sum.len() != 2 {
+    // Exactly two hex digits (`from_str_radix` alone would also take `+5`).
+    if sum.len() != 2 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(NmeaError::NoChecksum);
     }
     let found = u8::from_str_radix(sum, 16).map_err(|_| NmeaError::NoChecksum)?;

@@ -13,7 +13,8 @@
 //!   reported as [`Decoded::Skipped`] with the number of bytes dropped from the
 //!   decoder (the raw bytes are the caller's evidence, the decoder only reads them);
 //! - a frame is at most [`MAX_FRAME`] bytes (1 MiB) and the decoder never holds more
-//!   than that plus one read, whatever arrives; scanning is linear in the input.
+//!   than that between calls, whatever arrives; scanning and the buffer moves are
+//!   linear in the input ([`Decoder::work`] counts them).
 //!
 //! Voice and photo payloads (`TK`, `TKQ`, `JXTK`, `img`) are binary with the escapes
 //! `0x7D`→`7D 01`, `[`→`7D 02`, `]`→`7D 03`, `,`→`7D 04`, `*`→`7D 05`; [`escape`] and
@@ -301,12 +302,27 @@ fn after_bracket(follow: &[u8], finishing: bool) -> After {
 
 /// Stream decoder. Feed reads with [`Decoder::push`], call [`Decoder::finish`] when
 /// the stream ends.
+///
+/// Bytes are consumed by advancing an offset into the buffer; the consumed prefix is
+/// discarded in one move once it is at least as long as what is still held, so every
+/// received byte is moved at most once on average whatever the input (dropping the
+/// front of the buffer at every skipped `[` would make each dropped byte cost a move
+/// of the whole held frame). Between calls [`Decoder::buffered`] is at most the
+/// frame bound; the buffer's allocation is at most twice that plus one 64 KiB slice.
 pub struct Decoder {
     buf: Vec<u8>,
-    /// No `]` before this index of `buf` ends a frame (it is followed by content).
+    /// `buf[..start]` has been consumed and is discarded lazily.
+    start: usize,
+    /// No `]` before this index of the held data (`buf[start..]`) ends a frame (it
+    /// is followed by content).
     scan: usize,
     max_frame: usize,
+    /// Bytes examined by the searches plus bytes moved by compaction.
+    work: u64,
 }
+
+/// Largest slice of a read appended to the buffer before decoding it.
+pub const PUSH_SLICE: usize = 64 * 1024;
 
 impl Default for Decoder {
     fn default() -> Self {
@@ -323,14 +339,25 @@ impl Decoder {
     pub fn with_max_frame(max_frame: usize) -> Decoder {
         Decoder {
             buf: Vec::new(),
+            start: 0,
             scan: 0,
             max_frame: max_frame.max(MAX_HEADER + 1),
+            work: 0,
         }
     }
 
-    /// Bytes held waiting for the rest of a frame.
+    /// Bytes held waiting for the rest of a frame. After every [`push`](Self::push)
+    /// this is at most the frame bound ([`MAX_FRAME`] or the `with_max_frame` value,
+    /// which is raised to at least the longest header plus one).
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
+    }
+
+    /// The work done so far: bytes examined while looking for delimiters and
+    /// headers plus bytes moved inside the buffer. A measure for checking that
+    /// decoding stays linear in the input, not a byte count of anything received.
+    pub fn work(&self) -> u64 {
+        self.work
     }
 
     /// Decode what `data` completes.
@@ -338,7 +365,8 @@ impl Decoder {
         let mut out = Vec::new();
         // Feed in slices so that the buffer never exceeds the bound by more than one
         // slice, however big `data` is.
-        for chunk in data.chunks(64 * 1024) {
+        for chunk in data.chunks(PUSH_SLICE) {
+            self.compact();
             self.buf.extend_from_slice(chunk);
             self.run(false, &mut out);
         }
@@ -349,36 +377,62 @@ impl Decoder {
     pub fn finish(&mut self) -> Vec<Decoded> {
         let mut out = Vec::new();
         self.run(true, &mut out);
-        if !self.buf.is_empty() {
-            let reason = if self.buf[0] == b'[' {
+        let held = self.buffered();
+        if held > 0 {
+            let reason = if self.held()[0] == b'[' {
                 SkipReason::Truncated
             } else {
                 SkipReason::Garbage
             };
             out.push(Decoded::Skipped {
-                bytes: self.buf.len(),
+                bytes: held,
                 reason,
             });
-            self.buf.clear();
         }
+        self.buf.clear();
+        self.start = 0;
         self.scan = 0;
         out
     }
 
-    fn drop_front(&mut self, n: usize) {
-        let n = n.min(self.buf.len());
-        self.buf.drain(..n);
-        self.scan = self.scan.saturating_sub(n);
+    /// The bytes held (not yet consumed).
+    fn held(&self) -> &[u8] {
+        &self.buf[self.start..]
     }
 
-    /// Drop bytes up to the next `[` at index >= `from` (all if none).
+    /// Discard the consumed prefix once it is at least as long as the held data.
+    fn compact(&mut self) {
+        if self.start == 0 {
+            return;
+        }
+        let held = self.buf.len() - self.start;
+        if self.start >= held {
+            self.work += held as u64;
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.buffered());
+        self.start += n;
+        self.scan = self.scan.saturating_sub(n);
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Drop bytes up to the next `[` at index >= `from` of the held data (all if
+    /// none).
     fn resync(&mut self, from: usize, reason: SkipReason, out: &mut Vec<Decoded>) {
-        let next = self
-            .buf
+        let held = self.held();
+        let next = held
             .get(from..)
             .and_then(|r| r.iter().position(|&b| b == b'['))
             .map(|p| p + from);
-        let n = next.unwrap_or(self.buf.len());
+        let n = next.unwrap_or(held.len());
+        self.work += (n.saturating_sub(from) + 1) as u64;
         if n > 0 {
             out.push(Decoded::Skipped { bytes: n, reason });
             self.drop_front(n);
@@ -387,15 +441,16 @@ impl Decoder {
 
     fn run(&mut self, finishing: bool, out: &mut Vec<Decoded>) {
         loop {
-            if self.buf.is_empty() {
+            if self.buffered() == 0 {
                 self.scan = 0;
                 return;
             }
-            if self.buf[0] != b'[' {
+            if self.held()[0] != b'[' {
                 self.resync(0, SkipReason::Garbage, out);
                 continue;
             }
-            let (hlen, vendor, id, index, declared) = match parse_header(&self.buf) {
+            self.work += self.buffered().min(MAX_HEADER) as u64;
+            let (hlen, vendor, id, index, declared) = match parse_header(self.held()) {
                 Header::Ok {
                     len,
                     vendor,
@@ -410,12 +465,19 @@ impl Decoder {
                 }
             };
             // Find the closing bracket.
+            let held = &self.buf[self.start..];
             let mut i = self.scan.max(hlen);
             let mut end = None;
             let mut waiting = false;
-            while let Some(p) = self.buf[i..].iter().position(|&b| b == b']') {
+            let mut examined = 0usize;
+            loop {
+                let Some(p) = held[i..].iter().position(|&b| b == b']') else {
+                    examined += held.len() - i;
+                    break;
+                };
+                examined += p + 1;
                 let at = i + p;
-                match after_bracket(&self.buf[at + 1..], finishing) {
+                match after_bracket(&held[at + 1..], finishing) {
                     After::End => {
                         end = Some(at);
                         break;
@@ -428,29 +490,33 @@ impl Decoder {
                     }
                 }
             }
+            self.work += examined as u64;
             if !waiting && end.is_none() {
-                i = self.buf.len();
+                i = held.len();
             }
             self.scan = i;
             match end {
                 Some(at) if at < self.max_frame => {
                     let frame = Frame {
                         vendor: String::from_utf8_lossy(&vendor).into_owned(),
-                        device_id: String::from_utf8_lossy(&self.buf[id.0..id.1]).into_owned(),
+                        device_id: String::from_utf8_lossy(&held[id.0..id.1]).into_owned(),
                         index,
                         declared_len: declared,
-                        content: self.buf[hlen..at].to_vec(),
+                        content: held[hlen..at].to_vec(),
                     };
                     self.drop_front(at + 1);
                     // `scan` referred to this frame's bytes.
                     self.scan = 0;
                     out.push(Decoded::Frame(frame));
                 }
-                Some(_) => {
-                    // Complete but over the bound.
+                Some(at) => {
+                    // Complete but over the bound. Every `]` before `at` is followed
+                    // by content, so a frame starting at the next `[` is searched
+                    // from `at` on, not from its header again.
+                    self.scan = at;
                     self.resync(1, SkipReason::TooLong, out);
                 }
-                None if self.buf.len() > self.max_frame => {
+                None if self.buffered() > self.max_frame => {
                     // Still open and already over the bound: no `]` before `scan`
                     // ends a frame, whatever `[` starts it, so `scan` stays valid.
                     self.resync(1, SkipReason::TooLong, out);
