@@ -313,18 +313,51 @@ fn sort(errors: &mut [ConfigError]) {
     errors.sort_by_key(|e| (e.line, e.column));
 }
 
+fn too_deep() -> String {
+    format!(
+        "nested deeper than {} levels: expected a configuration file",
+        position::MAX_INDEX_DEPTH
+    )
+}
+
+/// A configuration file's text. Bytes that are not UTF-8 are an error at the line
+/// and column of the first bad byte; a file that cannot be read is an error without a
+/// position.
+fn read_text(path: &Path, what: &str) -> Result<String, ConfigError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| ConfigError::whole(path, format!("cannot read {what}: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        // Characters, not bytes, before the bad byte on its line.
+        let column = String::from_utf8_lossy(&good[line_start..]).chars().count() + 1;
+        ConfigError::at(
+            path,
+            position::Pos { line, column },
+            format!(
+                "{what} is not valid UTF-8 (byte 0x{:02x}): expected UTF-8 text",
+                e.as_bytes()[good.len()]
+            ),
+        )
+    })
+}
+
 /// Load and validate a rig file and its device profile. `dut_override` (the
 /// `--dut` option) replaces the rig file's `device_profile`: a name in
 /// [`devices_dir`], or a path (relative to the current directory) if it contains
 /// `/` or ends in `.yaml`. Returns every error found.
 pub fn load_rig(path: &Path, dut_override: Option<&str>) -> Result<LoadedRig, ConfigErrors> {
-    let rig_text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::whole(path, format!("cannot read rig file: {e}")))?;
+    let rig_text = read_text(path, "rig file")?;
     let rig_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let rig_index = PosIndex::build(&rig_text);
     let mut rd = Diag::new(path, &rig_index);
     duplicates(&mut rd);
 
+    if let Some(pos) = rig_index.too_deep() {
+        rd.errors.push(ConfigError::at(path, pos, too_deep()));
+        return finish(None, None, rd, path, path, Vec::new(), Vec::new());
+    }
     let (rig, source) = match serde_yaml::from_str::<rig::RawRigFile>(&rig_text) {
         Ok(raw) => {
             let (cfg, src) = rig::validate(raw, &mut rd, &rig_dir);
@@ -371,12 +404,9 @@ pub fn load_rig(path: &Path, dut_override: Option<&str>) -> Result<LoadedRig, Co
     let Some(dp) = file else {
         return finish(rig, None, rd, path, path, dev_errors, dev_warnings);
     };
-    let device = match std::fs::read_to_string(&dp) {
+    let device = match read_text(&dp, "device profile") {
         Err(e) => {
-            dev_errors.push(ConfigError::whole(
-                &dp,
-                format!("cannot read device profile: {e}"),
-            ));
+            dev_errors.push(e);
             None
         }
         Ok(text) => {
@@ -384,9 +414,17 @@ pub fn load_rig(path: &Path, dut_override: Option<&str>) -> Result<LoadedRig, Co
             let mut dd = Diag::new(&dp, &idx);
             duplicates(&mut dd);
             let dir = dp.parent().map(Path::to_path_buf).unwrap_or_default();
-            let out = match serde_yaml::from_str::<device::RawDeviceFile>(&text) {
-                Ok(raw) => Some(device::validate_file(raw, &mut dd, &dir)),
-                Err(e) => {
+            let parsed = match idx.too_deep() {
+                Some(pos) => Err(pos),
+                None => Ok(serde_yaml::from_str::<device::RawDeviceFile>(&text)),
+            };
+            let out = match parsed {
+                Err(pos) => {
+                    dd.errors.push(ConfigError::at(&dp, pos, too_deep()));
+                    None
+                }
+                Ok(Ok(raw)) => Some(device::validate_file(raw, &mut dd, &dir)),
+                Ok(Err(e)) => {
                     push_serde(&mut dd, &text, &e);
                     None
                 }

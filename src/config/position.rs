@@ -31,6 +31,13 @@ impl Pos {
     }
 }
 
+/// Deepest nesting indexed (path segments). At the first node deeper than this,
+/// indexing stops and [`PosIndex::too_deep`] tells where, so that a hostile file of
+/// deep nesting costs neither stack nor quadratic memory here, and the loader can
+/// refuse it before the typed parser (whose scanner slows down quadratically with
+/// the depth of flow collections; its own recursion limit is 128) sees it.
+pub const MAX_INDEX_DEPTH: usize = 128;
+
 /// Where one node is: its key (for mapping entries) and its value.
 #[derive(Debug, Clone, Default)]
 pub struct NodePos {
@@ -50,6 +57,8 @@ pub struct PosIndex {
     /// Keys given twice in one mapping: (path of the second one, its key position,
     /// the first one's key position).
     duplicates: Vec<(Vec<String>, Pos, Pos)>,
+    /// The first node nested deeper than [`MAX_INDEX_DEPTH`].
+    too_deep: Option<Pos>,
 }
 
 impl PosIndex {
@@ -59,15 +68,37 @@ impl PosIndex {
         let mut idx = PosIndex::default();
         let mut parser = Parser::new_from_str(text);
         loop {
-            match parser.next_event() {
-                Some(Ok((Event::DocumentStart(_), _))) => break,
-                Some(Ok(_)) => continue,
-                _ => return idx,
+            match idx.next(&mut parser) {
+                Some((Event::DocumentStart(_), _)) => break,
+                Some(_) => continue,
+                None => return idx,
             }
         }
         let mut path = Vec::new();
         let _ = idx.node(&mut parser, &mut path, None);
         idx
+    }
+
+    /// The next event; `None` at the end or at a syntax error. The scanner's own
+    /// nesting limit (255 flow levels, reached before any event of a deeply nested
+    /// flow collection is returned) counts as nesting too deep.
+    fn next<'a, T: saphyr_parser::Input>(
+        &mut self,
+        parser: &mut Parser<'a, T>,
+    ) -> Option<(Event<'a>, Span)> {
+        match parser.next_event()? {
+            Ok(x) => Some(x),
+            Err(e) => {
+                if e.info().contains("recursion limit") {
+                    let m = e.marker();
+                    self.too_deep.get_or_insert(Pos {
+                        line: m.line(),
+                        column: m.col() + 1,
+                    });
+                }
+                None
+            }
+        }
     }
 
     /// Consume one node (its events) at `path`. Returns `None` when the stream
@@ -78,7 +109,7 @@ impl PosIndex {
         path: &mut Vec<String>,
         key: Option<Pos>,
     ) -> Option<()> {
-        let (ev, span) = parser.next_event()?.ok()?;
+        let (ev, span) = self.next(parser)?;
         self.node_from(ev, span, parser, path, key)
     }
 
@@ -91,6 +122,10 @@ impl PosIndex {
         key: Option<Pos>,
     ) -> Option<()> {
         let here = Pos::from_span(&span);
+        if path.len() > MAX_INDEX_DEPTH {
+            self.too_deep.get_or_insert(here);
+            return None;
+        }
         match ev {
             Event::MappingStart(..) => {
                 let mut keys = Vec::new();
@@ -103,7 +138,7 @@ impl PosIndex {
                     },
                 );
                 loop {
-                    let (kev, kspan) = parser.next_event()?.ok()?;
+                    let (kev, kspan) = self.next(parser)?;
                     match kev {
                         Event::MappingEnd => break,
                         Event::Scalar(k, ..) => {
@@ -121,6 +156,7 @@ impl PosIndex {
                                 let mut scratch = PosIndex::default();
                                 let r = scratch.node(parser, path, Some(kpos));
                                 path.pop();
+                                self.too_deep = self.too_deep.or(scratch.too_deep);
                                 r?;
                                 continue;
                             }
@@ -132,9 +168,13 @@ impl PosIndex {
                         other => {
                             // Complex key: skip it and its value, unindexed.
                             let mut scratch = PosIndex::default();
-                            let mut p = vec!["\u{0}complex".to_string()];
-                            scratch.node_from(other, kspan, parser, &mut p, None)?;
-                            scratch.node(parser, &mut p, None)?;
+                            let mut p = path.clone();
+                            p.push("\u{0}complex".to_string());
+                            let r = scratch
+                                .node_from(other, kspan, parser, &mut p, None)
+                                .and_then(|()| scratch.node(parser, &mut p, None));
+                            self.too_deep = self.too_deep.or(scratch.too_deep);
+                            r?;
                         }
                     }
                 }
@@ -153,7 +193,7 @@ impl PosIndex {
                 );
                 let mut i = 0usize;
                 loop {
-                    let (iev, ispan) = parser.next_event()?.ok()?;
+                    let (iev, ispan) = self.next(parser)?;
                     if matches!(iev, Event::SequenceEnd) {
                         break;
                     }
@@ -215,6 +255,12 @@ impl PosIndex {
         &self.duplicates
     }
 
+    /// Where the file first nests deeper than [`MAX_INDEX_DEPTH`] (indexing stopped
+    /// there), if it does.
+    pub fn too_deep(&self) -> Option<Pos> {
+        self.too_deep
+    }
+
     /// The keys of the mapping at `path`, in document order (empty if not a mapping).
     pub fn keys(&self, path: &[&str]) -> Vec<String> {
         self.get(path).map(|n| n.keys.clone()).unwrap_or_default()
@@ -242,6 +288,29 @@ mod tests {
         assert_eq!(idx.keys(&["a"]), vec!["b".to_string(), "c".to_string()]);
         // Missing node: falls back to the nearest ancestor's key.
         assert_eq!(idx.value(&["a", "c", "zz"]), p(3, 3));
+    }
+
+    #[test]
+    fn deep_nesting_stops_indexing_at_the_limit() {
+        for text in [
+            format!("a: 1\nb:\n  {}x\n", "- ".repeat(100_000)),
+            format!("a: 1\nb: {}\n", "[".repeat(100_000)),
+            format!("a: 1\n? {}{}\n: 1\n", "[".repeat(200), "]".repeat(200)),
+        ] {
+            let idx = PosIndex::build(&text);
+            assert_eq!(idx.value(&["a"]), p(1, 4));
+            let deepest = idx.nodes.keys().map(Vec::len).max().unwrap();
+            assert!(deepest <= MAX_INDEX_DEPTH, "{deepest}");
+            let at = idx
+                .too_deep()
+                .unwrap_or_else(|| panic!("not too deep: {:?}", &text[..20]));
+            assert!(at.line == 2 || at.line == 3, "{at:?}");
+        }
+        // At the limit itself: indexed, not too deep.
+        let text = format!("{}x\n", "- ".repeat(MAX_INDEX_DEPTH));
+        let idx = PosIndex::build(&text);
+        assert_eq!(idx.too_deep(), None);
+        assert!(idx.get(&vec!["0"; MAX_INDEX_DEPTH]).is_some());
     }
 
     #[test]

@@ -135,7 +135,13 @@ impl Interception {
     }
 }
 
-/// Makes forged certificates on demand (cached per kind and name).
+/// Most forged certificates kept by one [`Forger`]. The names come from the device
+/// (its SNI), so the cache is bounded: when it is full it is emptied before the next
+/// certificate is added, and a name asked for again gets a fresh certificate.
+pub const FORGED_CACHE_MAX: usize = 64;
+
+/// Makes forged certificates on demand (cached per kind and name, at most
+/// [`FORGED_CACHE_MAX`] of them).
 pub struct Forger {
     provider: Arc<rustls::crypto::CryptoProvider>,
     ca: rcgen::Issuer<'static, rcgen::KeyPair>,
@@ -204,8 +210,17 @@ impl Forger {
             .map_err(cert_err)?;
         let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
         let ck = Arc::new(CertifiedKey::new(chain, signing));
-        self.cache.lock().unwrap().insert(key, ck.clone());
+        let mut cache = self.cache.lock().unwrap();
+        if cache.len() >= FORGED_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, ck.clone());
         Ok(ck)
+    }
+
+    /// Number of forged certificates cached now (at most [`FORGED_CACHE_MAX`]).
+    pub fn cached(&self) -> usize {
+        self.cache.lock().unwrap().len()
     }
 
     /// A TLS server configuration presenting a forged certificate for whatever name
