@@ -162,16 +162,31 @@ struct Proc {
     state_dir: PathBuf,
     stderr_path: PathBuf,
     reaped: bool,
+    /// The command and the contract's arguments, to start it again.
+    argv: Vec<String>,
+    extra: Vec<String>,
+}
+
+/// A simulator for the keeper thread to start, and where to send the child.
+struct SpawnJob {
+    kind: LabProcessKind,
+    argv: Vec<String>,
+    extra: Vec<String>,
+    stderr: PathBuf,
+    reply: mpsc::Sender<std::io::Result<Child>>,
 }
 
 /// A running virtual lab. Stop it with [`Lab::stop`] (dropping it also stops it).
 pub struct Lab {
     dir: PathBuf,
     wires: Wires,
-    procs: Vec<Proc>,
-    /// Dropping the sender ends the keeper thread (whose life the death signal of
-    /// the simulators is tied to).
-    keeper: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+    procs: std::sync::Mutex<Vec<Proc>>,
+    /// Simulators are spawned by the keeper thread (whose life the death signal of
+    /// the simulators is tied to); dropping this sender ends it.
+    spawner: std::sync::Mutex<Option<mpsc::Sender<SpawnJob>>>,
+    keeper: Option<std::thread::JoinHandle<()>>,
+    /// Watch simulators started again after they died ([`Lab::restart_watch`]).
+    restarts: AtomicU64,
     stopped: bool,
 }
 
@@ -474,8 +489,10 @@ impl Lab {
                 cloud_device: SocketAddr::from(([0, 0, 0, 0], 0)),
                 cloud_api: SocketAddr::from(([0, 0, 0, 0], 0)),
             },
-            procs: Vec::new(),
+            procs: std::sync::Mutex::new(Vec::new()),
+            spawner: std::sync::Mutex::new(None),
             keeper: None,
+            restarts: AtomicU64::new(0),
             stopped: false,
         };
         // From here on, an error return drops `lab`, which stops what was started
@@ -506,62 +523,50 @@ impl Lab {
             jobs.push((kind, argv.clone(), extra, state_dir, stderr_path));
         }
 
-        let (res_tx, res_rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
-        let spawn_jobs: Vec<_> = jobs
-            .iter()
-            .map(|(k, a, e, _, s)| (*k, a.clone(), e.clone(), s.clone()))
-            .collect();
+        let (job_tx, job_rx) = mpsc::channel::<SpawnJob>();
         let netns = spec.netns.clone();
         let keeper = std::thread::Builder::new()
             .name("redrig-lab-keeper".into())
             .spawn(move || {
-                for (kind, argv, extra, stderr) in spawn_jobs {
-                    let ns = match kind {
+                // Live as long as the lab: the simulators' death signal is tied to
+                // this thread. It ends when the lab drops its sender.
+                for job in job_rx {
+                    let ns = match job.kind {
                         LabProcessKind::Watch => netns.as_deref(),
                         _ => None,
                     };
-                    let r = spawn_one(kind, &argv, &extra, &stderr, ns);
-                    let failed = r.is_err();
-                    if res_tx.send(r).is_err() || failed {
-                        break;
-                    }
+                    let r = spawn_one(job.kind, &job.argv, &job.extra, &job.stderr, ns);
+                    let _ = job.reply.send(r);
                 }
-                drop(res_tx);
-                // Live as long as the lab: the simulators' death signal is tied to
-                // this thread.
-                let _ = stop_rx.recv();
             })
             .map_err(|e| RigError::Lab(format!("cannot start the lab keeper thread: {e}")))?;
-        lab.keeper = Some((stop_tx, keeper));
-        for (kind, _, _, state_dir, stderr_path) in jobs {
-            match res_rx.recv() {
-                Ok(Ok(child)) => lab.procs.push(Proc {
-                    kind,
-                    child,
-                    state_dir,
-                    stderr_path,
-                    reaped: false,
-                }),
-                Ok(Err(e)) => {
-                    return Err(RigError::Lab(format!(
-                        "cannot start the {} simulator: {e}",
-                        kind.name()
-                    )))
-                }
-                Err(_) => {
-                    return Err(RigError::Lab(
-                        "the lab keeper thread ended unexpectedly".into(),
-                    ))
-                }
+        lab.keeper = Some(keeper);
+        *lab.spawner.get_mut().unwrap_or_else(|p| p.into_inner()) = Some(job_tx);
+        for (kind, argv, extra, state_dir, stderr_path) in jobs {
+            match lab.spawn(kind, &argv, &extra, &stderr_path) {
+                Ok(child) => lab
+                    .procs
+                    .get_mut()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Proc {
+                        kind,
+                        child,
+                        state_dir,
+                        stderr_path,
+                        reaped: false,
+                        argv,
+                        extra,
+                    }),
+                Err(e) => return Err(e),
             }
         }
 
         // Wait for both manifests.
         let deadline = Instant::now() + spec.start_timeout;
         let mut manifests: [Option<serde_json::Value>; 2] = [None, None];
+        let procs = lab.procs.get_mut().unwrap_or_else(|p| p.into_inner());
         loop {
-            for (i, p) in lab.procs.iter().enumerate() {
+            for (i, p) in procs.iter().enumerate() {
                 if manifests[i].is_none() {
                     match read_manifest(&p.state_dir) {
                         Ok(m) => manifests[i] = m,
@@ -587,8 +592,7 @@ impl Lab {
                 break;
             }
             if Instant::now() >= deadline {
-                let late: Vec<&Proc> = lab
-                    .procs
+                let late: Vec<&Proc> = procs
                     .iter()
                     .zip(&manifests)
                     .filter(|(_, m)| m.is_none())
@@ -614,7 +618,7 @@ impl Lab {
 
         let watch = manifests[0].take().unwrap_or_default();
         let cloud = manifests[1].take().unwrap_or_default();
-        let wdir = lab.procs[0].state_dir.clone();
+        let wdir = procs[0].state_dir.clone();
         let parsed = (|| -> Result<Wires, String> {
             check_header(&watch, LabProcessKind::Watch)
                 .map_err(|e| format!("watch manifest: {e}"))?;
@@ -656,7 +660,141 @@ impl Lab {
 
     /// Process ids of the simulators (each also its process group id).
     pub fn pids(&self) -> Vec<u32> {
-        self.procs.iter().map(|p| p.child.id()).collect()
+        self.procs_now().iter().map(|p| p.child.id()).collect()
+    }
+
+    fn procs_now(&self) -> std::sync::MutexGuard<'_, Vec<Proc>> {
+        self.procs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start a simulator on the keeper thread.
+    fn spawn(
+        &self,
+        kind: LabProcessKind,
+        argv: &[String],
+        extra: &[String],
+        stderr: &Path,
+    ) -> RigResult<Child> {
+        let (reply, answer) = mpsc::channel();
+        let job = SpawnJob {
+            kind,
+            argv: argv.to_vec(),
+            extra: extra.to_vec(),
+            stderr: stderr.to_path_buf(),
+            reply,
+        };
+        let sent = match &*self.spawner.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(tx) => tx.send(job).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(RigError::Lab("the lab keeper thread is not running".into()));
+        }
+        match answer.recv() {
+            Ok(Ok(child)) => Ok(child),
+            Ok(Err(e)) => Err(RigError::Lab(format!(
+                "cannot start the {} simulator: {e}",
+                kind.name()
+            ))),
+            Err(_) => Err(RigError::Lab(
+                "the lab keeper thread ended unexpectedly".into(),
+            )),
+        }
+    }
+
+    /// How many times a dead watch simulator was started again.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::SeqCst)
+    }
+
+    /// Start the watch simulator again if it died (the bench's equivalent of
+    /// re-seating a device that fell off the rig): reap it, empty its state
+    /// directory, start the same command with the same arguments, and wait (bounded)
+    /// for its `wires.json`. The new watch must publish the same wires (the built-in
+    /// one publishes links in its state directory, so it does); the instruments then
+    /// open them again by themselves. Its flash is empty or factory-fresh: the
+    /// strategy re-flashes. `Ok(false)` when the watch is running. A dead cloud is not
+    /// restarted (its addresses are ephemeral and the gateway routes to them): that
+    /// stays an error.
+    pub fn restart_watch(&self, timeout: Duration) -> RigResult<bool> {
+        if self.stopped {
+            return Err(RigError::Lab("the lab is stopped".into()));
+        }
+        let mut procs = self.procs_now();
+        let Some(i) = procs.iter().position(|p| p.kind == LabProcessKind::Watch) else {
+            return Ok(false);
+        };
+        if let Some(p) = procs.iter().find(|p| p.kind == LabProcessKind::Cloud) {
+            if p.reaped || exit_status_nowait(p.child.id()).is_some() {
+                return Err(RigError::Lab(
+                    "the cloud simulator is gone and cannot be restarted within a run".into(),
+                ));
+            }
+        }
+        let p = &mut procs[i];
+        if !p.reaped && exit_status_nowait(p.child.id()).is_none() {
+            return Ok(false);
+        }
+        if !p.reaped {
+            // Clear out the rest of its group while the leader is unreaped, then reap.
+            signal_group(p.child.id(), libc::SIGKILL);
+            let _ = p.child.wait();
+            p.reaped = true;
+        }
+        let _ = std::fs::remove_dir_all(&p.state_dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&p.state_dir)
+            .map_err(|e| RigError::Lab(format!("cannot create {}: {e}", p.state_dir.display())))?;
+        let (argv, extra, stderr) = (p.argv.clone(), p.extra.clone(), p.stderr_path.clone());
+        let child = self.spawn(LabProcessKind::Watch, &argv, &extra, &stderr)?;
+        let p = &mut procs[i];
+        p.child = child;
+        p.reaped = false;
+        self.restarts.fetch_add(1, Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        let manifest = loop {
+            match read_manifest(&p.state_dir) {
+                Ok(Some(m)) => break m,
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(RigError::Lab(format!(
+                        "the restarted watch simulator wrote an unreadable manifest: {e}"
+                    )))
+                }
+            }
+            if let Some(status) = exit_status_nowait(p.child.id()) {
+                return Err(RigError::Lab(format!(
+                    "the restarted watch simulator exited ({status}) before its wires were ready; its stderr ends with:\n{}",
+                    read_tail(&p.stderr_path)
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(RigError::Lab(format!(
+                    "the restarted watch simulator did not write its wires within {timeout:?}"
+                )));
+            }
+            std::thread::sleep(POLL);
+        };
+        let wdir = p.state_dir.clone();
+        let same = check_header(&manifest, LabProcessKind::Watch).is_ok()
+            && [
+                ("console", &self.wires.console),
+                ("gnss", &self.wires.gnss),
+                ("modem", &self.wires.modem),
+                ("gpio", &self.wires.gpio),
+                ("flash_drive", &self.wires.flash_drive),
+                ("debug", &self.wires.debug),
+            ]
+            .iter()
+            .all(|(k, old)| parse_path(&manifest, k, &wdir).ok().as_ref() == Some(*old));
+        if !same {
+            return Err(RigError::Lab(
+                "the restarted watch simulator publishes other wires than before; the rig's instruments cannot reach it"
+                    .into(),
+            ));
+        }
+        Ok(true)
     }
 
     /// Whether both simulators are still running.
@@ -666,7 +804,7 @@ impl Lab {
 
     /// The first simulator found gone, if any, with the end of its stderr.
     pub fn exited(&self) -> Option<LabExit> {
-        for p in &self.procs {
+        for p in self.procs_now().iter() {
             if p.reaped {
                 return Some(LabExit {
                     process: p.kind,
@@ -707,8 +845,8 @@ impl Lab {
         }
         self.stopped = true;
         let mut problems = Vec::new();
-        let live: Vec<u32> = self
-            .procs
+        let procs = self.procs.get_mut().unwrap_or_else(|p| p.into_inner());
+        let live: Vec<u32> = procs
             .iter()
             .filter(|p| !p.reaped)
             .map(|p| p.child.id())
@@ -723,7 +861,7 @@ impl Lab {
                 signal_group(pid, libc::SIGKILL);
             }
         }
-        for p in self.procs.iter_mut().filter(|p| !p.reaped) {
+        for p in procs.iter_mut().filter(|p| !p.reaped) {
             let pid = p.child.id();
             if !wait_exit(pid, KILL_GRACE) {
                 problems.push(format!(
@@ -740,8 +878,8 @@ impl Lab {
             }
             p.reaped = true;
         }
-        if let Some((stop_tx, handle)) = self.keeper.take() {
-            drop(stop_tx);
+        *self.spawner.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
+        if let Some(handle) = self.keeper.take() {
             let _ = handle.join();
         }
         if let Err(e) = std::fs::remove_dir_all(&self.dir) {

@@ -377,6 +377,29 @@ impl Rig {
         self.lab.as_ref()
     }
 
+    /// How many instrument faults the rig has seen since it was assembled: serial
+    /// lines and GPIO connections lost (each counted once, even when they came back),
+    /// and watch simulators started again after they died.
+    /// A scenario during which this grew, or at whose end [`Rig::check`] fails, has
+    /// no trustworthy verdict.
+    pub fn fault_count(&self) -> u64 {
+        let mut n = self.lab.as_ref().map(|l| l.restarts()).unwrap_or(0);
+        if let Some(g) = &self.parts.virtual_gpio {
+            n += g.losses();
+        }
+        for status in [
+            self.parts.console.as_ref().map(|c| c.status()),
+            self.parts.gnss.as_ref().map(|g| g.status()),
+            self.parts.modem.as_ref().map(|m| m.status()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            n += status.losses();
+        }
+        n
+    }
+
     /// `Err` when an instrument, the gateway's evidence or a lab process failed
     /// (a rig failure: the verdict is inconclusive).
     pub fn check(&self) -> RigResult<()> {

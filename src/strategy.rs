@@ -60,8 +60,13 @@ pub struct Strategy {
     powered_on_at: u64,
     flashed_sha: Option<String>,
     parent_token: Option<String>,
+    /// The rig's fault count when the device's state was last established.
+    faults_seen: u64,
     pub transitions: Vec<Transition>,
 }
+
+/// How long a bring-up waits for a lost instrument to come back (wall time).
+pub const RECOVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Default for Strategy {
     fn default() -> Self {
@@ -83,6 +88,7 @@ impl Strategy {
             powered_on_at: 0,
             flashed_sha: None,
             parent_token: None,
+            faults_seen: 0,
             transitions: Vec::new(),
         }
     }
@@ -90,6 +96,12 @@ impl Strategy {
     /// Device time at which the rig last switched the supply on.
     pub fn powered_on_at(&self) -> u64 {
         self.powered_on_at
+    }
+
+    /// The rig's fault count when the strategy last re-established the device's
+    /// state after an instrument fault ([`Rig::fault_count`]).
+    pub fn faults_seen(&self) -> u64 {
+        self.faults_seen
     }
 
     /// A scenario flashed other firmware: the next bring-up must re-flash.
@@ -119,6 +131,51 @@ impl Strategy {
         let clock = rig.clock;
         let time = &loaded.rig.time;
         let device = &loaded.device.device;
+        // After an instrument fault (a line lost and back, a faulty instrument) the
+        // device's state is not known: wait (bounded) for the instruments, then start
+        // again from power-off and re-flash.
+        let faults = rig.fault_count();
+        if faults != self.faults_seen || rig.check().is_err() {
+            let since = std::time::Instant::now();
+            // A watch simulator that died is started again (the lab's equivalent of
+            // re-seating a device); its wires come back under the same names.
+            if let Some(lab) = rig.lab() {
+                if lab.exited().is_some() {
+                    let restart = || lab.restart_watch(crate::lab::DEFAULT_START_TIMEOUT);
+                    let restarted =
+                        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                                tokio::task::block_in_place(restart)
+                            }
+                            _ => restart(),
+                        }?;
+                    if restarted {
+                        self.enter(
+                            &clock,
+                            DeviceState::Unknown,
+                            "the watch simulator had died: started again",
+                        );
+                    }
+                }
+            }
+            while let Err(e) = rig.check() {
+                if since.elapsed() >= RECOVERY_WAIT {
+                    return Err(e);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            self.faults_seen = rig.fault_count();
+            self.flashed_sha = None;
+            self.parent_token = None;
+            self.enter(
+                &clock,
+                DeviceState::Unknown,
+                format!(
+                    "recovering after an instrument fault (waited {:.1} s for the instruments)",
+                    since.elapsed().as_secs_f64()
+                ),
+            );
+        }
         if fresh || self.state == DeviceState::Unknown || target < self.state {
             rig.power.set(false).await?;
             // A watch without power drops out of any call, as it would on a real

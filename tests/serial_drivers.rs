@@ -663,3 +663,65 @@ fn modem_line_gone_is_an_instrument_error() {
         Err(RigError::Instrument { .. })
     ));
 }
+
+/// A line unplugged and plugged in again (a USB adapter pulled and put back, reached
+/// through the same stable link): the reader reports the loss, the line is lost while
+/// the port is gone, and it is opened again by itself and carries data once more.
+#[test]
+fn a_line_unplugged_and_plugged_in_again_is_opened_again() {
+    use redrig::drivers::serial::{ReadEvent, SerialLine};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("console.tty");
+    let pty =
+        rt.block_on(async { redrig_virtual_lab::pty::Pty::open_linked(link.clone()).unwrap() });
+    let line = SerialLine::open(link.to_str().unwrap(), 115_200).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let s2 = seen.clone();
+    line.start_reader(move |ev| {
+        let e = match ev {
+            ReadEvent::Data(b) => format!("data {}", String::from_utf8_lossy(b)),
+            ReadEvent::Closed(_) => "closed".to_string(),
+            ReadEvent::Reopened => "reopened".to_string(),
+        };
+        s2.lock().unwrap().push(e);
+    })
+    .unwrap();
+    let wait = |what: &str| {
+        let start = Instant::now();
+        loop {
+            if seen.lock().unwrap().iter().any(|e| e.contains(what)) {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no `{what}` in {:?}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    assert_eq!(pty.write_lossy(b"before\r\n"), 8);
+    wait("before");
+    let status = line.status();
+    assert!(status.error().is_none());
+    pty.unplug();
+    wait("closed");
+    assert!(status.error().is_some(), "lost while unplugged");
+    assert!(
+        line.writer()
+            .write_blocking(b"x", Duration::from_millis(100))
+            .is_err(),
+        "no write reaches an unplugged line"
+    );
+    rt.block_on(async { pty.plug().unwrap() });
+    wait("reopened");
+    assert!(status.error().is_none(), "usable again");
+    assert_eq!(status.losses(), 1);
+    assert_eq!(pty.write_lossy(b"after\r\n"), 7);
+    wait("after");
+    line.writer()
+        .write_blocking(b"to the device", Duration::from_secs(2))
+        .unwrap();
+    line.close();
+}

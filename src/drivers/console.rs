@@ -144,6 +144,9 @@ impl Recorder {
                 let r = self.raw.flush().and_then(|_| self.lines.flush());
                 self.check(r, "flush");
             }
+            // The raw file stays the exact byte record: losses and returns of the
+            // port are in the run's fault record, not in the device's output.
+            ReadEvent::Reopened => {}
         }
     }
 

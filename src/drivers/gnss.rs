@@ -400,9 +400,9 @@ impl Pacer {
                 Woke::Changed => continue,
                 Woke::Due => {}
             }
-            if self.status.error().is_some() {
-                return;
-            }
+            // While the line is lost (port gone, waiting to be opened again) epochs
+            // are not written; the pacing goes on, so feeding resumes on time.
+            let lost = self.status.error().is_some();
             let burst = match &replay {
                 Some((rec, start, i)) => {
                     was_replay = true;
@@ -424,9 +424,11 @@ impl Pacer {
                 }
                 None => self.scene_epoch(next_epoch),
             };
-            if let Err(e) = self.write_burst(&burst) {
-                self.status.fail(e);
-                return;
+            if !lost {
+                if let Err(e) = self.write_burst(&burst) {
+                    self.status.fail(e);
+                    return;
+                }
             }
             match (&replay, &mut *lock(&self.shared.feed)) {
                 // Advance the replay that was written, not one started meanwhile.
@@ -566,8 +568,11 @@ impl Pacer {
                     break;
                 }
                 Err(e) => {
-                    let _ = writeln!(self.evidence, "{t} # line failed: {e}");
-                    return Err(e.to_string());
+                    // The port went away: this epoch is not delivered; the line is
+                    // lost until the reader opens it again.
+                    writeln!(self.evidence, "{t} # line lost: {e}")
+                        .map_err(|e| format!("evidence gnss.nmea: {e}"))?;
+                    return Ok(());
                 }
             }
         }

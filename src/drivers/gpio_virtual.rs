@@ -10,7 +10,11 @@
 //! lines are logged and skipped, and a lost connection is a rig failure
 //! ([`RigError::Instrument`]): requests fail at once, and [`VirtualGpio::check`]
 //! reports a lost event connection (steps waiting on indicators cannot see that
-//! themselves).
+//! themselves). A lost connection is connected again: the event connection every
+//! [`RECONNECT_PERIOD`] until the socket answers (a restarted simulator in the same
+//! state directory), the request connection at the next request. Every loss is
+//! counted ([`VirtualGpio::losses`]); events the watch sent while no connection was
+//! subscribed are not seen.
 
 use crate::clock::{Clock, DeviceMs};
 use crate::drivers::{Button, Buttons, EventLog, IndicatorEvent, Indicators, Power};
@@ -35,6 +39,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Indicator events kept in memory.
 const LOG_CAPACITY: usize = 10_000;
 const INSTRUMENT: &str = "gpio";
+/// How often a lost event connection is tried again (wall time).
+pub const RECONNECT_PERIOD: Duration = Duration::from_millis(200);
 
 /// One line read with a bound.
 pub(crate) enum Line {
@@ -95,8 +101,12 @@ struct Inner {
     req: tokio::sync::Mutex<Option<ReqConn>>,
     next_id: AtomicU64,
     log: EventLog<IndicatorEvent>,
-    /// Why the GPIO socket is unusable, once it is.
+    /// Why the event connection is lost, while it is.
     broken: Mutex<Option<String>>,
+    /// Connections lost since the driver was opened.
+    losses: AtomicU64,
+    /// Closed by the rig: nothing is connected again.
+    closed: std::sync::atomic::AtomicBool,
     evidence: EvidenceWriter,
 }
 
@@ -114,10 +124,10 @@ impl Inner {
         let _ = self.evidence.append("gpio.log", s).await;
     }
 
-    fn fail(&self, detail: String) -> RigError {
-        let mut b = self.broken.lock().unwrap();
-        let d = b.get_or_insert(detail).clone();
-        RigError::instrument(INSTRUMENT, d)
+    /// A request connection lost: counted; the next request connects again.
+    fn lost(&self, detail: String) -> RigError {
+        self.losses.fetch_add(1, Ordering::SeqCst);
+        RigError::instrument(INSTRUMENT, detail)
     }
 
     /// Send a request and wait for its answer.
@@ -129,8 +139,16 @@ impl Inner {
         req["id"] = json!(id);
         let mut text = req.to_string().into_bytes();
         let mut guard = self.req.lock().await;
+        if guard.is_none() {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(RigError::instrument(INSTRUMENT, "closed by the rig"));
+            }
+            let (reader, writer) = connect(&self.path).await?;
+            self.evidence("-- connected again", b"").await;
+            *guard = Some(ReqConn { reader, writer });
+        }
         let Some(conn) = guard.as_mut() else {
-            return Err(self.fail(format!("GPIO socket {} is closed", self.path.display())));
+            return Err(RigError::instrument(INSTRUMENT, "no connection"));
         };
         self.evidence("->", &text).await;
         text.push(b'\n');
@@ -164,7 +182,7 @@ impl Inner {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 *guard = None;
-                Err(self.fail(e))
+                Err(self.lost(e))
             }
             Err(_) => Err(RigError::instrument(
                 INSTRUMENT,
@@ -200,31 +218,93 @@ impl Inner {
         Ok(())
     }
 
-    /// Read events from the subscribed connection until it ends.
-    async fn events(
-        self: Arc<Self>,
-        mut reader: BufReader<OwnedReadHalf>,
-        _writer: OwnedWriteHalf,
-    ) {
-        let reason = loop {
-            match read_line_bounded(&mut reader, MAX_LINE).await {
+    /// Read events from the subscribed connection; when it ends, subscribe again
+    /// every [`RECONNECT_PERIOD`] until the socket answers (or the task is aborted).
+    async fn events(self: Arc<Self>, reader: BufReader<OwnedReadHalf>, writer: OwnedWriteHalf) {
+        // The write half is kept open with the read half: the watch ends a
+        // subscription whose writer is closed.
+        let mut conn = (reader, writer);
+        loop {
+            let reason = loop {
+                match read_line_bounded(&mut conn.0, MAX_LINE).await {
+                    Ok(Line::Text(l)) => {
+                        self.evidence("<=", &l).await;
+                        if let Some((t, ev)) = parse_event(&l) {
+                            let t = t.unwrap_or_else(|| self.clock.now());
+                            self.log.push_at(t, ev);
+                        }
+                    }
+                    Ok(Line::TooLong(n)) => {
+                        self.evidence("<= (dropped over-long line)", n.to_string().as_bytes())
+                            .await
+                    }
+                    Ok(Line::Eof) => {
+                        break "the watch closed the GPIO event connection".to_string()
+                    }
+                    Err(e) => break format!("GPIO event connection: {e}"),
+                }
+            };
+            self.evidence("!!", reason.as_bytes()).await;
+            *self.broken.lock().unwrap() = Some(reason);
+            self.losses.fetch_add(1, Ordering::SeqCst);
+            // The request connection went with it.
+            *self.req.lock().await = None;
+            loop {
+                tokio::time::sleep(RECONNECT_PERIOD).await;
+                if self.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok(c) = subscribe(&self).await {
+                    conn = c;
+                    break;
+                }
+            }
+            self.evidence("-- subscribed again", b"").await;
+            *self.broken.lock().unwrap() = None;
+        }
+    }
+}
+
+/// Connect to the socket, subscribe to events and wait for the confirmation.
+async fn subscribe(inner: &Inner) -> RigResult<(BufReader<OwnedReadHalf>, OwnedWriteHalf)> {
+    let (mut sreader, mut swriter) = connect(&inner.path).await?;
+    let sub = json!({"id": 0, "op": "subscribe"}).to_string();
+    inner.evidence("=>", sub.as_bytes()).await;
+    let confirm = async {
+        swriter
+            .write_all(format!("{sub}\n").as_bytes())
+            .await
+            .map_err(|e| format!("subscribe: {e}"))?;
+        loop {
+            match read_line_bounded(&mut sreader, MAX_LINE).await {
                 Ok(Line::Text(l)) => {
-                    self.evidence("<=", &l).await;
-                    if let Some((t, ev)) = parse_event(&l) {
-                        let t = t.unwrap_or_else(|| self.clock.now());
-                        self.log.push_at(t, ev);
+                    inner.evidence("<=", &l).await;
+                    let Ok(v) = serde_json::from_slice::<Value>(&l) else {
+                        continue;
+                    };
+                    if v.get("id").and_then(Value::as_u64) == Some(0) {
+                        return if v.get("ok").and_then(Value::as_bool) == Some(true) {
+                            Ok(())
+                        } else {
+                            Err(format!("subscribe refused: {v}"))
+                        };
                     }
                 }
-                Ok(Line::TooLong(n)) => {
-                    self.evidence("<= (dropped over-long line)", n.to_string().as_bytes())
-                        .await
+                Ok(Line::TooLong(_)) => continue,
+                Ok(Line::Eof) => {
+                    return Err("the watch closed the GPIO socket while subscribing".to_string())
                 }
-                Ok(Line::Eof) => break "the watch closed the GPIO event connection".to_string(),
-                Err(e) => break format!("GPIO event connection: {e}"),
+                Err(e) => return Err(format!("subscribe: {e}")),
             }
-        };
-        self.evidence("!!", reason.as_bytes()).await;
-        self.broken.lock().unwrap().get_or_insert(reason);
+        }
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, confirm).await {
+        Ok(Ok(())) => Ok((sreader, swriter)),
+        Ok(Err(e)) => Err(RigError::instrument(INSTRUMENT, e)),
+        Err(_) => Err(RigError::instrument(
+            INSTRUMENT,
+            format!("no answer to subscribe within {REQUEST_TIMEOUT:?}"),
+        )),
     }
 }
 
@@ -289,55 +369,22 @@ impl VirtualGpio {
             next_id: AtomicU64::new(1),
             log: EventLog::new(clock, LOG_CAPACITY),
             broken: Mutex::new(None),
+            losses: AtomicU64::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
             evidence,
         });
         // The event connection: subscribe and wait for the confirmation.
-        let (mut sreader, mut swriter) = connect(path).await?;
-        let sub = json!({"id": 0, "op": "subscribe"}).to_string();
-        inner.evidence("=>", sub.as_bytes()).await;
-        let confirm = async {
-            swriter
-                .write_all(format!("{sub}\n").as_bytes())
-                .await
-                .map_err(|e| format!("subscribe: {e}"))?;
-            loop {
-                match read_line_bounded(&mut sreader, MAX_LINE).await {
-                    Ok(Line::Text(l)) => {
-                        inner.evidence("<=", &l).await;
-                        let Ok(v) = serde_json::from_slice::<Value>(&l) else {
-                            continue;
-                        };
-                        if v.get("id").and_then(Value::as_u64) == Some(0) {
-                            return if v.get("ok").and_then(Value::as_bool) == Some(true) {
-                                Ok(())
-                            } else {
-                                Err(format!("subscribe refused: {v}"))
-                            };
-                        }
-                    }
-                    Ok(Line::TooLong(_)) => continue,
-                    Ok(Line::Eof) => {
-                        return Err("the watch closed the GPIO socket while subscribing".to_string())
-                    }
-                    Err(e) => return Err(format!("subscribe: {e}")),
-                }
-            }
-        };
-        match tokio::time::timeout(REQUEST_TIMEOUT, confirm).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(RigError::instrument(INSTRUMENT, e)),
-            Err(_) => {
-                return Err(RigError::instrument(
-                    INSTRUMENT,
-                    format!("no answer to subscribe within {REQUEST_TIMEOUT:?}"),
-                ))
-            }
-        }
+        let (sreader, swriter) = subscribe(&inner).await?;
         let events = tokio::spawn(inner.clone().events(sreader, swriter)).abort_handle();
         Ok(Arc::new(VirtualGpio { inner, events }))
     }
 
-    /// `Err` once either connection is lost.
+    /// How many times a connection to the socket was lost.
+    pub fn losses(&self) -> u64 {
+        self.inner.losses.load(Ordering::SeqCst)
+    }
+
+    /// `Err` while the event connection is lost.
     pub fn check(&self) -> RigResult<()> {
         match self.inner.broken.lock().unwrap().clone() {
             None => self
@@ -394,6 +441,7 @@ impl VirtualGpio {
 
     /// Close both connections and write out the evidence.
     pub async fn close(&self) -> RigResult<()> {
+        self.inner.closed.store(true, Ordering::SeqCst);
         self.events.abort();
         *self.inner.req.lock().await = None;
         self.inner

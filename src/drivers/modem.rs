@@ -896,6 +896,9 @@ impl VirtualModem {
             ReadEvent::Closed(e) => {
                 rx.transcribe(&format!("{} # line closed: {e}\n", rx.clock.now()))
             }
+            ReadEvent::Reopened => {
+                rx.transcribe(&format!("{} # line open again\n", rx.clock.now()))
+            }
         })?;
         let timer = inner.clone();
         std::thread::Builder::new()

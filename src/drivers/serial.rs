@@ -8,8 +8,15 @@
 //!
 //! When the port goes away (EIO or hang-up: adapter unplugged, simulator gone) the
 //! reader first drains whatever the kernel still buffers, delivers it, then reports
-//! [`ReadEvent::Closed`] and marks the line failed; from then on writes and waiters
-//! get a [`RigError::Instrument`].
+//! [`ReadEvent::Closed`] and marks the line *lost*; while it is lost, writes and
+//! waiters get a [`RigError::Instrument`]. The reader then tries to open the same path
+//! again every [`REOPEN_PERIOD`] (a USB adapter plugged in again under its stable
+//! `/dev/serial/by-id/…` link, a simulator's line plugged in again or a restarted
+//! simulator's link); when it succeeds it reports [`ReadEvent::Reopened`] and the line
+//! is usable again. Every loss is counted ([`LineStatus::losses`]): a scenario during
+//! which a line was lost cannot have a trustworthy verdict, however it ended. A path
+//! that names a kernel device directly (`/dev/ttyUSB0`) may come back under another
+//! name after a replug; only stable names are reliably reopened.
 
 use crate::error::{RigError, RigResult};
 use serialport::TTYPort;
@@ -26,6 +33,8 @@ const READ_SLICE: Duration = Duration::from_millis(50);
 const READ_CHUNK: usize = 4096;
 /// Upper bound on what is drained from the kernel after a hang-up.
 const DRAIN_LIMIT: usize = 1 << 20;
+/// How often a lost line is opened again (wall time).
+pub const REOPEN_PERIOD: Duration = Duration::from_millis(200);
 /// Default overall deadline of one write (wall time).
 pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -39,8 +48,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub enum ReadEvent<'a> {
     /// Bytes as received, in order.
     Data(&'a [u8]),
-    /// The port is gone; no more events follow.
+    /// The port is gone; nothing follows until [`ReadEvent::Reopened`].
     Closed(&'a RigError),
+    /// The port was opened again after a [`ReadEvent::Closed`].
+    Reopened,
 }
 
 /// Health of a line, shared by its reader, writers and whoever waits on it.
@@ -51,7 +62,11 @@ pub struct LineStatus {
 
 struct StatusInner {
     instrument: String,
+    /// A failure for good (evidence that cannot be written, a reader that panicked).
     failure: Mutex<Option<String>>,
+    /// The port is gone for now; the reader is trying to open it again.
+    lost: Mutex<Option<String>>,
+    losses: std::sync::atomic::AtomicU64,
     failed: watch::Sender<bool>,
 }
 
@@ -62,6 +77,8 @@ impl LineStatus {
             inner: Arc::new(StatusInner {
                 instrument: instrument.to_string(),
                 failure: Mutex::new(None),
+                lost: Mutex::new(None),
+                losses: std::sync::atomic::AtomicU64::new(0),
                 failed,
             }),
         }
@@ -83,14 +100,35 @@ impl LineStatus {
         self.inner.failed.send_replace(true);
     }
 
-    /// The failure, if the line has failed.
-    pub fn error(&self) -> Option<RigError> {
-        lock(&self.inner.failure)
-            .as_ref()
-            .map(|d| RigError::instrument(&self.inner.instrument, d))
+    /// Mark the line lost (the port went away; it may come back).
+    pub fn lose(&self, detail: impl std::fmt::Display) {
+        *lock(&self.inner.lost) = Some(detail.to_string());
+        self.inner.losses.fetch_add(1, Ordering::SeqCst);
+        self.inner.failed.send_replace(true);
     }
 
-    /// Wait until the line fails.
+    /// The port is back: clear the loss (not a failure for good).
+    pub fn restore(&self) {
+        *lock(&self.inner.lost) = None;
+        if lock(&self.inner.failure).is_none() {
+            self.inner.failed.send_replace(false);
+        }
+    }
+
+    /// How many times the port went away since the line was opened.
+    pub fn losses(&self) -> u64 {
+        self.inner.losses.load(Ordering::SeqCst)
+    }
+
+    /// The failure, if the line has failed or is lost now.
+    pub fn error(&self) -> Option<RigError> {
+        let d = lock(&self.inner.failure)
+            .clone()
+            .or_else(|| lock(&self.inner.lost).clone());
+        d.map(|d| RigError::instrument(&self.inner.instrument, d))
+    }
+
+    /// Wait until the line fails or is lost.
     pub async fn failed(&self) -> RigError {
         let mut rx = self.inner.failed.subscribe();
         loop {
@@ -128,7 +166,7 @@ impl SerialWriter {
             match port.write(&bytes[done..]) {
                 Ok(0) => {
                     let e = "write returned 0 bytes";
-                    self.status.fail(e);
+                    self.status.lose(e);
                     return Err(RigError::instrument(self.status.instrument(), e));
                 }
                 Ok(n) => done += n,
@@ -152,7 +190,7 @@ impl SerialWriter {
                 }
                 Err(e) => {
                     let detail = format!("write failed: {e}");
-                    self.status.fail(&detail);
+                    self.status.lose(&detail);
                     return Err(RigError::instrument(self.status.instrument(), detail));
                 }
             }
@@ -176,6 +214,7 @@ impl SerialWriter {
 /// An open serial line. Dropping it stops the reader thread (within one read slice).
 pub struct SerialLine {
     path: String,
+    baud: u32,
     status: LineStatus,
     writer: SerialWriter,
     reader: Mutex<Option<TTYPort>>,
@@ -187,29 +226,11 @@ impl SerialLine {
     /// Open `path` at `baud`, 8N1, raw, no flow control, exclusive (a second opener
     /// gets EBUSY, as another program holding a bench adapter would).
     pub fn open(path: &str, baud: u32) -> RigResult<SerialLine> {
-        let port = serialport::new(path, baud)
-            .data_bits(serialport::DataBits::Eight)
-            .parity(serialport::Parity::None)
-            .stop_bits(serialport::StopBits::One)
-            .flow_control(serialport::FlowControl::None)
-            .timeout(READ_SLICE)
-            .open_native()
-            .map_err(|e| RigError::instrument(path, format!("open at {baud} baud: {e}")))?;
-        // Non-blocking descriptor: `write` returns what fits instead of blocking past
-        // the deadline when the peer stops reading (reads are preceded by a poll).
-        // SAFETY: the descriptor belongs to `port`, which outlives this borrow.
-        let fd = unsafe { BorrowedFd::borrow_raw(port.as_raw_fd()) };
-        nix::fcntl::fcntl(
-            fd,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        )
-        .map_err(|e| RigError::instrument(path, format!("set non-blocking: {e}")))?;
-        let reader = port
-            .try_clone_native()
-            .map_err(|e| RigError::instrument(path, format!("clone: {e}")))?;
+        let (port, reader) = open_port(path, baud)?;
         let status = LineStatus::new(path);
         Ok(SerialLine {
             path: path.to_string(),
+            baud,
             writer: SerialWriter {
                 port: Arc::new(Mutex::new(port)),
                 status: status.clone(),
@@ -233,8 +254,8 @@ impl SerialLine {
         self.status.clone()
     }
 
-    /// Start the reader thread; `on_event` runs on it for every chunk received and
-    /// once at the end if the port goes away. Call once.
+    /// Start the reader thread; `on_event` runs on it for every chunk received, once
+    /// each time the port goes away and once each time it is opened again. Call once.
     pub fn start_reader<F>(&self, on_event: F) -> RigResult<()>
     where
         F: FnMut(ReadEvent<'_>) + Send + 'static,
@@ -245,16 +266,21 @@ impl SerialLine {
         let stop = self.stop.clone();
         let status = self.status.clone();
         let name = format!("serial {}", self.path);
+        let reopen = Reopen {
+            path: self.path.clone(),
+            baud: self.baud,
+            writer_port: self.writer.port.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || reader_thread(port, stop, status, on_event))
+            .spawn(move || reader_thread(port, stop, status, reopen, on_event))
             .map_err(|e| RigError::instrument(&self.path, format!("reader thread: {e}")))?;
         *lock(&self.thread) = Some(handle);
         Ok(())
     }
 
-    /// Stop the reader and wait for its thread (blocking, at most one read slice
-    /// plus the callback in progress). Not for async code; dropping also stops it.
+    /// Stop the reader and wait for its thread (blocking, at most one read slice or
+    /// one reopen period, plus the callback in progress). Not for async code; dropping also stops it.
     pub fn close(&self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(h) = lock(&self.thread).take() {
@@ -271,38 +297,90 @@ impl Drop for SerialLine {
     }
 }
 
-fn reader_thread<F>(mut port: TTYPort, stop: Arc<AtomicBool>, status: LineStatus, mut on_event: F)
-where
+/// Open `path` at `baud`, 8N1, raw, non-blocking; the port and a clone for reading.
+fn open_port(path: &str, baud: u32) -> RigResult<(TTYPort, TTYPort)> {
+    let port = serialport::new(path, baud)
+        .data_bits(serialport::DataBits::Eight)
+        .parity(serialport::Parity::None)
+        .stop_bits(serialport::StopBits::One)
+        .flow_control(serialport::FlowControl::None)
+        .timeout(READ_SLICE)
+        .open_native()
+        .map_err(|e| RigError::instrument(path, format!("open at {baud} baud: {e}")))?;
+    // Non-blocking descriptor: `write` returns what fits instead of blocking past
+    // the deadline when the peer stops reading (reads are preceded by a poll).
+    // SAFETY: the descriptor belongs to `port`, which outlives this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(port.as_raw_fd()) };
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| RigError::instrument(path, format!("set non-blocking: {e}")))?;
+    let reader = port
+        .try_clone_native()
+        .map_err(|e| RigError::instrument(path, format!("clone: {e}")))?;
+    Ok((port, reader))
+}
+
+/// What the reader needs to open a lost port again.
+struct Reopen {
+    path: String,
+    baud: u32,
+    writer_port: Arc<Mutex<TTYPort>>,
+}
+
+fn reader_thread<F>(
+    port: TTYPort,
+    stop: Arc<AtomicBool>,
+    status: LineStatus,
+    reopen: Reopen,
+    mut on_event: F,
+) where
     F: FnMut(ReadEvent<'_>),
 {
     let run = std::panic::AssertUnwindSafe(|| {
         let mut buf = vec![0u8; READ_CHUNK];
-        let failure = loop {
-            if stop.load(Ordering::SeqCst) {
-                return None;
-            }
-            match port.read(&mut buf) {
-                Ok(0) => break "end of file (port closed)".to_string(),
-                Ok(n) => on_event(ReadEvent::Data(&buf[..n])),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => break format!("read failed: {e}"),
-            }
-        };
-        // Deliver what the kernel still holds: a device that prints its last words
-        // and dies leaves them readable after the hang-up.
-        drain(&port, &mut buf, &mut on_event);
-        let err = RigError::instrument(status.instrument(), &failure);
-        on_event(ReadEvent::Closed(&err));
-        Some(failure)
+        let mut port = port;
+        loop {
+            let failure = loop {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                match port.read(&mut buf) {
+                    Ok(0) => break "end of file (port closed)".to_string(),
+                    Ok(n) => on_event(ReadEvent::Data(&buf[..n])),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => break format!("read failed: {e}"),
+                }
+            };
+            // Deliver what the kernel still holds: a device that prints its last words
+            // and dies leaves them readable after the hang-up.
+            drain(&port, &mut buf, &mut on_event);
+            let err = RigError::instrument(status.instrument(), &failure);
+            status.lose(&failure);
+            on_event(ReadEvent::Closed(&err));
+            drop(port);
+            // Open the same path again until it is back or the line is closed.
+            port = loop {
+                std::thread::sleep(REOPEN_PERIOD);
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Ok((w, r)) = open_port(&reopen.path, reopen.baud) {
+                    *lock(&reopen.writer_port) = w;
+                    break r;
+                }
+            };
+            status.restore();
+            on_event(ReadEvent::Reopened);
+        }
     });
-    match std::panic::catch_unwind(run) {
-        Ok(Some(failure)) => status.fail(failure),
-        Ok(None) => {}
-        Err(_) => status.fail("reader thread panicked"),
+    if std::panic::catch_unwind(run).is_err() {
+        status.fail("reader thread panicked");
     }
 }
 

@@ -124,6 +124,8 @@ struct State {
     current_started: Option<SystemTime>,
     step_started: Option<SystemTime>,
     step_device_start: Option<u64>,
+    /// Rig faults reported for a scenario (name, line), applied when it finishes.
+    rig_faults: Vec<(String, usize, String)>,
 }
 
 impl Recorder {
@@ -161,6 +163,17 @@ impl Recorder {
         }
     }
 
+    /// The rig had an instrument fault while the scenario (`name` at `line`) ran:
+    /// when it finishes, a pass or a fail becomes inconclusive (the device's finding
+    /// is kept as a note), since what the rig observed cannot be trusted.
+    pub fn rig_fault(&self, name: &str, line: usize, detail: String) {
+        self.inner
+            .lock()
+            .unwrap()
+            .rig_faults
+            .push((name.to_string(), line, detail));
+    }
+
     /// Record a scenario that could not run at all (e.g. the lab did not start).
     pub fn push(&self, record: ScenarioRecord) {
         self.inner.lock().unwrap().scenarios.push(record);
@@ -185,6 +198,23 @@ fn utc_string(t: SystemTime) -> String {
     time::OffsetDateTime::from(t)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// The rig had a fault while the scenario ran: a pass or a fail is not a verdict on
+/// the device; it becomes inconclusive and the device's finding is kept as a note.
+/// Other verdicts stay.
+pub fn apply_rig_fault(r: &mut ScenarioRecord, detail: &str) {
+    if matches!(r.verdict, Verdict::Pass | Verdict::Fail) {
+        if let Some(m) = r.message.take() {
+            r.notes
+                .push(format!("finding not counted (the rig had a fault): {m}"));
+        }
+        r.verdict = Verdict::Inconclusive;
+        r.message = Some(format!(
+            "{}{detail}; the scenario's observations cannot be trusted",
+            StepFail::RIG_PREFIX
+        ));
+    }
 }
 
 /// How a step failure message is classified.
@@ -377,7 +407,18 @@ impl RecorderWriter {
                 let mut s = self.recorder.inner.lock().unwrap();
                 if let Some(i) = s.current.take() {
                     let started = s.current_started.take();
+                    let (name, line) = (s.scenarios[i].name.clone(), s.scenarios[i].line);
+                    let faults: Vec<String> = {
+                        let (mine, rest) = std::mem::take(&mut s.rig_faults)
+                            .into_iter()
+                            .partition(|(n, l, _)| *n == name && *l == line);
+                        s.rig_faults = rest;
+                        mine.into_iter().map(|(_, _, d)| d).collect()
+                    };
                     let r = &mut s.scenarios[i];
+                    if let Some(detail) = faults.first() {
+                        apply_rig_fault(r, detail);
+                    }
                     r.wall_ms = elapsed_ms(started);
                     r.device_end_ms = self.clock.map(|c| c.now());
                     self.progress.finished(r);
@@ -513,3 +554,58 @@ impl cucumber::Writer<super::world::RigWorld> for RecorderWriter {
 }
 
 impl cucumber::writer::Normalized for RecorderWriter {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(verdict: Verdict, message: Option<&str>) -> ScenarioRecord {
+        let mut r = ScenarioRecord::not_run("f", "f.feature", "s", 3, Vec::new(), "");
+        r.verdict = verdict;
+        r.message = message.map(String::from);
+        r.notes.clear();
+        r
+    }
+
+    #[test]
+    fn a_rig_fault_turns_a_pass_or_a_fail_into_inconclusive() {
+        let mut pass = record(Verdict::Pass, None);
+        apply_rig_fault(&mut pass, "1 instrument connection(s) lost");
+        assert_eq!(pass.verdict, Verdict::Inconclusive);
+        assert_eq!(
+            classify(pass.message.as_deref().unwrap()),
+            Verdict::Inconclusive
+        );
+        assert!(pass.message.unwrap().contains("connection(s) lost"));
+
+        let mut fail = record(Verdict::Fail, Some("DEVICE FAIL: no alarm within 30 s"));
+        apply_rig_fault(&mut fail, "the console line was lost");
+        assert_eq!(fail.verdict, Verdict::Inconclusive);
+        assert!(fail
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with(StepFail::RIG_PREFIX));
+        assert!(
+            fail.notes
+                .iter()
+                .any(|n| n.contains("DEVICE FAIL: no alarm")),
+            "the device's finding is kept: {:?}",
+            fail.notes
+        );
+    }
+
+    #[test]
+    fn a_rig_fault_leaves_other_verdicts_alone() {
+        for v in [
+            Verdict::NotApplicable,
+            Verdict::Inconclusive,
+            Verdict::NotRun,
+        ] {
+            let mut r = record(v, Some("NOT APPLICABLE: no geofence"));
+            apply_rig_fault(&mut r, "lost");
+            assert_eq!(r.verdict, v);
+            assert_eq!(r.message.as_deref(), Some("NOT APPLICABLE: no geofence"));
+        }
+    }
+}

@@ -95,6 +95,8 @@ pub struct RigWorld {
     /// a step that changes lasting device state registers how to put it back, so the
     /// next scenario starts from a known state even after a failure.
     pub cleanups: Vec<Cleanup>,
+    /// The rig's fault count when the scenario started ([`Rig::fault_count`]).
+    pub faults_at_start: u64,
 }
 
 /// One undo action, run by the runner after the scenario (see [`RigWorld::cleanups`]).
@@ -152,6 +154,7 @@ impl RigWorld {
             .clone()
             .ok_or_else(|| RigError::Other("no run context installed".into()))?;
         let started = ctx.clock.now();
+        let faults_at_start = ctx.rig.fault_count();
         Ok(RigWorld {
             ctx,
             started,
@@ -162,7 +165,32 @@ impl RigWorld {
             position: None,
             scratch: HashMap::new(),
             cleanups: Vec::new(),
+            faults_at_start,
         })
+    }
+
+    /// Why the scenario's verdict cannot be trusted, if the rig had an instrument
+    /// fault while it ran (a line lost, even if it came back) or is faulty now.
+    /// Faults the strategy recovered from while bringing the device up for this
+    /// scenario (power-off, re-flash, boot) happened before anything was observed
+    /// and do not count.
+    pub async fn rig_fault(&self) -> Option<String> {
+        let rig = &self.ctx.rig;
+        let now = rig.check().err();
+        let baseline = self
+            .faults_at_start
+            .max(self.ctx.strategy.lock().await.faults_seen());
+        let lost = rig.fault_count().saturating_sub(baseline);
+        match (lost, now) {
+            (0, None) => None,
+            (0, Some(e)) => Some(format!("an instrument is faulty: {e}")),
+            (n, None) => Some(format!(
+                "{n} instrument connection(s) lost during the scenario (since restored)"
+            )),
+            (n, Some(e)) => Some(format!(
+                "{n} instrument connection(s) lost during the scenario: {e}"
+            )),
+        }
     }
 
     pub fn rig(&self) -> &Rig {
