@@ -1,0 +1,386 @@
+//! Fault injection: real runs of the binary on the virtual lab, disturbed mid-scenario
+//! from outside, as a bench engineer (or a broken bench) would disturb them: a serial
+//! adapter unplugged and plugged in again (the watch simulator's SIGUSR1 toggles its
+//! console line, SIGUSR2 its modem line — the cellular side), the watch process killed,
+//! the backend frozen (SIGSTOP) and thawed, the rig itself sent SIGTERM.
+//!
+//! Each time: the run ends by itself with its reports; the scenario that was running
+//! is inconclusive, never a device fail (the reference watch is faultless); where the
+//! instrument comes back, the next scenario recovers the device through the strategy
+//! and passes; the evidence is sealed and intact; no simulator process and no lab
+//! runtime directory is left behind.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The SOS scenarios: each starts from a freshly booted, connected watch.
+const TAGS: &str = "@req:SAFETY:SOS-1 or @req:SAFETY:SOS-2";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// A private copy of the virtual rig (own name, so parallel tests do not share a
+/// rig lock), removed on drop.
+struct PrivateRig(PathBuf);
+impl PrivateRig {
+    fn new(name: &str) -> PrivateRig {
+        let text = std::fs::read_to_string(fixtures().join("rigs/virtual.yaml")).unwrap();
+        let text = text.replacen("name: virtual-lab", &format!("name: {name}"), 1);
+        let path = fixtures()
+            .join("rigs")
+            .join(format!(".test-{name}-{}.yaml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        PrivateRig(path)
+    }
+}
+impl Drop for PrivateRig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn spawn_run(rig: &Path, out: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_redrig"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("REDRIG_RIG")
+        .env_remove("CUCUMBER_FILTER_TAGS")
+        .args(["run", "-q", "--rig"])
+        .arg(rig)
+        .args(["--tags", TAGS, "--out"])
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run_log(out: &Path) -> String {
+    std::fs::read_to_string(out.join("run.log")).unwrap_or_default()
+}
+
+/// Wait until the `n`th scenario has started and its bring-up is under way (the
+/// strategy has switched the supply on); returns the scenario's `file:line`.
+fn wait_mid_scenario(out: &Path, n: usize) -> String {
+    let mut started = String::new();
+    wait_for(
+        &format!("scenario {n} to be under way"),
+        Duration::from_secs(180),
+        || {
+            let log = run_log(out);
+            let Some(line) = log
+                .lines()
+                .filter(|l| l.contains("scenario started: "))
+                .nth(n - 1)
+            else {
+                return false;
+            };
+            started = line
+                .split("scenario started: ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .unwrap_or_default()
+                .to_string();
+            // Inside the scenario: something happened after it started.
+            let after = &log[log.find(line).unwrap_or(0) + line.len()..];
+            after.lines().any(|l| !l.trim().is_empty())
+                || std::fs::read_to_string(out.join("events.jsonl"))
+                    .map(|j| j.lines().count() > 2)
+                    .unwrap_or(false)
+        },
+    );
+    started
+}
+
+/// The simulator process of this rig (`watch` or `cloud`), found as a bench engineer
+/// would find it: by its command line, which names the lab directory of the rig.
+fn simulator_pid(rig_pid: u32, kind: &str) -> Option<i32> {
+    let needle = redrig::lab::labs_root()
+        .join(format!("{rig_pid}-"))
+        .display()
+        .to_string();
+    for p in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(cmd) = std::fs::read(p.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&format!("lab-process {kind}")) && cmd.contains(&needle) {
+            return p.file_name().to_string_lossy().parse().ok();
+        }
+    }
+    None
+}
+
+/// Processes and lab directories a rig with this pid left behind.
+fn leftovers(rig_pid: u32) -> Vec<String> {
+    let prefix = format!("{rig_pid}-");
+    let root = redrig::lab::labs_root();
+    let mut left: Vec<String> = std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    for kind in ["watch", "cloud"] {
+        if let Some(pid) = simulator_pid(rig_pid, kind) {
+            left.push(format!("{kind} simulator, pid {pid}"));
+        }
+    }
+    left
+}
+
+fn wait_exit(child: &mut Child, timeout: Duration) -> (i32, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            return (s.code().unwrap_or(-1), err);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("the run did not end within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Scenario {
+    at: String,
+    verdict: String,
+    message: String,
+}
+
+fn scenarios(out: &Path) -> Vec<Scenario> {
+    let text = std::fs::read_to_string(out.join("results.json")).expect("results.json");
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    r["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| Scenario {
+            at: format!("{}:{}", s["file"].as_str().unwrap(), s["line"]),
+            verdict: s["verdict"].as_str().unwrap().to_string(),
+            message: s["message"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
+/// The evidence is complete and sealed: reports written, and the manifest matches
+/// every file (exit 1 only for the missing lab key, nothing changed, missing or added).
+fn assert_evidence_complete(out: &Path) {
+    for f in [
+        "results.json",
+        "junit.xml",
+        "report.html",
+        "run.log",
+        "manifest.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_redrig"))
+        .arg("verify")
+        .arg(out)
+        .env_remove("REDRIG_LAB_PUBKEY")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    for bad in ["CHANGED", "MISSING", "ADDED"] {
+        assert!(!text.contains(bad), "evidence not intact:\n{text}");
+    }
+    assert!(
+        run_log(out).contains("run finished: exit code"),
+        "the run log has its last line"
+    );
+}
+
+/// One disturbance of scenario 1 and what must follow.
+fn disturbed_run(
+    name: &str,
+    disturb: impl FnOnce(u32, &Path),
+) -> (i32, Vec<Scenario>, String, tempfile::TempDir) {
+    let rig = PrivateRig::new(name);
+    let out = tempfile::tempdir().unwrap();
+    let mut child = spawn_run(&rig.0, out.path());
+    let pid = child.id();
+    let hit = wait_mid_scenario(out.path(), 1);
+    disturb(pid, out.path());
+    let (code, stderr) = wait_exit(&mut child, Duration::from_secs(600));
+    assert_eq!(leftovers(pid), Vec::<String>::new(), "left behind");
+    let s = scenarios(out.path());
+    assert!(
+        s.iter().all(|s| s.verdict != "fail"),
+        "a rig fault became a device fail: {:?}",
+        s.iter()
+            .map(|s| format!("{} {} {}", s.at, s.verdict, s.message))
+            .collect::<Vec<_>>()
+    );
+    assert_evidence_complete(out.path());
+    eprintln!("{name}: exit {code}, hit {hit}\n{}\n{stderr}", table(&s));
+    (code, s, hit, out)
+}
+
+fn verdict_of<'a>(s: &'a [Scenario], at: &str) -> &'a Scenario {
+    s.iter()
+        .find(|s| s.at == at)
+        .unwrap_or_else(|| panic!("no result for {at}"))
+}
+
+fn signal(pid: i32, sig: Signal) {
+    kill(Pid::from_raw(pid), sig).unwrap();
+}
+
+fn table(s: &[Scenario]) -> String {
+    s.iter()
+        .map(|s| format!("{} {} {}", s.at, s.verdict, s.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Unplug a line of the watch (toggle signal), wait until the rig has seen it go,
+/// plug it in again.
+fn unplug_and_replug(rig_pid: u32, out: &Path, sig: Signal, seen: &str) {
+    let watch = simulator_pid(rig_pid, "watch").expect("the watch simulator runs");
+    signal(watch, sig);
+    wait_for(
+        &format!("the rig to notice ({seen})"),
+        Duration::from_secs(60),
+        || {
+            std::fs::read_to_string(out.join("lab-watch.stderr"))
+                .map(|e| e.contains("unplugged"))
+                .unwrap_or(false)
+        },
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    signal(watch, sig);
+}
+
+#[test]
+fn an_unplugged_console_makes_the_scenario_inconclusive_and_the_next_one_recovers() {
+    let (code, s, hit, _out) = disturbed_run("t-fault-console", |pid, out| {
+        unplug_and_replug(pid, out, Signal::SIGUSR1, "console")
+    });
+    let first = verdict_of(&s, &hit);
+    assert_eq!(first.verdict, "inconclusive", "{}", table(&s));
+    assert!(first.message.starts_with("RIG ERROR"), "{}", first.message);
+    assert!(
+        s.iter()
+            .filter(|x| x.at != hit)
+            .any(|x| x.verdict == "pass"),
+        "no scenario after the replug passed:\n{}",
+        table(&s)
+    );
+    assert_eq!(code, 2, "a run with an inconclusive scenario exits 2");
+}
+
+#[test]
+fn a_dropped_cell_makes_the_scenario_inconclusive_and_the_next_one_recovers() {
+    let (code, s, hit, out) = disturbed_run("t-fault-cell", |pid, out| {
+        unplug_and_replug(pid, out, Signal::SIGUSR2, "modem")
+    });
+    let first = verdict_of(&s, &hit);
+    assert_eq!(first.verdict, "inconclusive", "{}", table(&s));
+    assert!(
+        s.iter()
+            .filter(|x| x.at != hit)
+            .any(|x| x.verdict == "pass"),
+        "no scenario after the cell came back passed:\n{}",
+        table(&s)
+    );
+    let modem = std::fs::read_to_string(out.path().join("modem.log")).unwrap();
+    assert!(modem.contains("# line closed"), "the loss is on record");
+    assert!(modem.contains("# line open again"), "and the return");
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn a_frozen_backend_is_inconclusive_not_a_device_fail() {
+    let (_code, s, hit, _out) = disturbed_run("t-fault-backend", |pid, _| {
+        let cloud = simulator_pid(pid, "cloud").expect("the cloud simulator runs");
+        signal(cloud, Signal::SIGSTOP);
+        std::thread::sleep(Duration::from_secs(20));
+        signal(cloud, Signal::SIGCONT);
+    });
+    let first = verdict_of(&s, &hit);
+    assert!(
+        first.verdict == "inconclusive" || first.verdict == "pass",
+        "{}",
+        table(&s)
+    );
+    assert!(
+        s.iter().any(|x| x.verdict == "inconclusive"),
+        "a backend frozen for 20 s went unnoticed:\n{}",
+        table(&s)
+    );
+    assert!(
+        s.iter()
+            .filter(|x| x.at != hit)
+            .any(|x| x.verdict == "pass"),
+        "no scenario after the backend thawed passed:\n{}",
+        table(&s)
+    );
+}
+
+#[test]
+fn a_killed_watch_process_is_started_again_and_the_next_scenario_passes() {
+    let (code, s, hit, out) = disturbed_run("t-fault-watch", |pid, _| {
+        let watch = simulator_pid(pid, "watch").expect("the watch simulator runs");
+        signal(watch, Signal::SIGKILL);
+    });
+    let first = verdict_of(&s, &hit);
+    assert_eq!(first.verdict, "inconclusive", "{}", table(&s));
+    assert!(first.message.starts_with("RIG ERROR"), "{}", first.message);
+    assert!(
+        s.iter()
+            .filter(|x| x.at != hit)
+            .any(|x| x.verdict == "pass"),
+        "no scenario after the restart passed:\n{}",
+        table(&s)
+    );
+    assert_eq!(code, 2);
+    // The restart is on record.
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())
+            .unwrap();
+    let transitions = r.to_string();
+    assert!(
+        transitions.contains("the watch simulator had died: started again"),
+        "the restart is not in the run's transitions"
+    );
+}
+
+#[test]
+fn sigterm_mid_scenario_ends_the_run_with_complete_evidence() {
+    let (code, s, hit, out) = disturbed_run("t-fault-term", |pid, _| {
+        signal(pid as i32, Signal::SIGTERM);
+    });
+    assert_eq!(code, 2, "an interrupted run is inconclusive");
+    let first = verdict_of(&s, &hit);
+    assert_eq!(first.verdict, "inconclusive", "{}", table(&s));
+    assert!(
+        s.iter()
+            .filter(|x| x.at != hit)
+            .all(|x| x.verdict == "not-run"),
+        "{}",
+        table(&s)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["interrupted"], true);
+}
