@@ -75,8 +75,9 @@ impl Clock {
         )
     }
 
-    /// Sleep for `device_secs` of device time.
+    /// Sleep for `device_secs` of device time (counted in [`time_waited`]).
     pub async fn sleep(&self, device_secs: f64) {
+        let _w = Waiting::begin();
         tokio::time::sleep(self.wall(device_secs)).await
     }
 
@@ -86,9 +87,82 @@ impl Clock {
     }
 }
 
+/// Wall time during which at least one task of this process was waiting on device
+/// time: a [`Clock::sleep`] or a wait for a device event
+/// ([`crate::drivers::EventLog::wait_for`]). Overlapping waits count once, so the rest
+/// of a run's wall time is the rig's own work (assembly, flashing, HTTP exchanges,
+/// reports) — the *rig overhead* that `cargo bench --bench suite` reports.
+static WAITS: std::sync::Mutex<WaitState> = std::sync::Mutex::new(WaitState {
+    depth: 0,
+    since: None,
+    total: Duration::ZERO,
+});
+
+struct WaitState {
+    depth: u64,
+    since: Option<std::time::Instant>,
+    total: Duration,
+}
+
+/// Counts the wall time it is alive in [`time_waited`] (nested and overlapping
+/// waits once).
+pub struct Waiting(());
+
+impl Waiting {
+    pub fn begin() -> Waiting {
+        let mut w = WAITS.lock().unwrap_or_else(|p| p.into_inner());
+        if w.depth == 0 {
+            w.since = Some(std::time::Instant::now());
+        }
+        w.depth += 1;
+        Waiting(())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut w = WAITS.lock().unwrap_or_else(|p| p.into_inner());
+        w.depth = w.depth.saturating_sub(1);
+        if w.depth == 0 {
+            if let Some(t) = w.since.take() {
+                w.total += t.elapsed();
+            }
+        }
+    }
+}
+
+/// Wall time this process has spent waiting on device time so far (see [`Waiting`]).
+pub fn time_waited() -> Duration {
+    let w = WAITS.lock().unwrap_or_else(|p| p.into_inner());
+    w.total + w.since.map(|t| t.elapsed()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_waits_count_once() {
+        let before = time_waited();
+        {
+            let _a = Waiting::begin();
+            let _b = Waiting::begin();
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let waited = time_waited() - before;
+        // Other tests of this binary may wait at the same time, which only adds.
+        assert!(waited >= Duration::from_millis(30), "{waited:?}");
+        let t = std::time::Instant::now();
+        let before = time_waited();
+        {
+            let _a = Waiting::begin();
+            let _b = Waiting::begin();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let waited = time_waited() - before;
+        // Never more than the wall time that passed, though two guards were alive.
+        assert!(waited <= t.elapsed(), "{waited:?} > {:?}", t.elapsed());
+    }
 
     #[test]
     fn wall_time_shrinks_with_scale() {

@@ -164,6 +164,10 @@ pub struct RunInfo<'a> {
     /// `--shuffle` seed, when the order was shuffled.
     pub shuffle: Option<u64>,
     pub transitions: Vec<Transition>,
+    /// Wall time from the start of the run to its reports.
+    pub wall: std::time::Duration,
+    /// Of that, the wall time spent waiting on device time ([`crate::clock::time_waited`]).
+    pub waited: std::time::Duration,
 }
 
 /// One requirement's line in the matrix.
@@ -281,6 +285,11 @@ pub fn results_json(
         "exit_code": info.exit_code,
         "tags": info.tags,
         "shuffle_seed": info.shuffle,
+        "timing": {
+            "wall_s": info.wall.as_secs_f64(),
+            "device_waits_s": info.waited.as_secs_f64(),
+            "rig_overhead_s": info.wall.saturating_sub(info.waited).as_secs_f64(),
+        },
         "rig": {
             "name": loaded.rig.rig.name,
             "file": info.rig_file.display().to_string(),

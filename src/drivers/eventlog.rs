@@ -138,6 +138,7 @@ impl<T: Clone> EventLog<T> {
         mut pred: impl FnMut(&T) -> bool,
     ) -> Option<Record<T>> {
         let deadline = self.clock.deadline(timeout_secs);
+        let _w = crate::clock::Waiting::begin();
         let mut rx = self.notify.subscribe();
         let mut from = mark;
         loop {

@@ -64,6 +64,8 @@ pub fn features_dir() -> PathBuf {
 
 /// Run the scenarios. Never panics on device input; every outcome is an exit code.
 pub async fn run(opts: RunOptions) -> RunOutcome {
+    let wall_start = std::time::Instant::now();
+    let waited_before = crate::clock::time_waited();
     // 1. Everything is validated before anything moves.
     let loaded = match config::load_rig(&opts.rig, opts.dut.as_deref()) {
         Ok(l) => l,
@@ -237,10 +239,17 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
                     <RigWorld as cucumber::World>::cucumber::<PathBuf>()
                         .with_parser(order::SeededOrder::new(opts.shuffle, &fdir))
                         .max_concurrent_scenarios(1)
-                        .after(|_, _, _, _, world| {
+                        .after(|_, _, scenario, _, world| {
                             Box::pin(async move {
                                 if let Some(w) = world {
                                     w.run_cleanups().await;
+                                    if let Some(detail) = w.rig_fault().await {
+                                        w.ctx.recorder.rig_fault(
+                                            &scenario.name,
+                                            scenario.position.line,
+                                            detail,
+                                        );
+                                    }
                                 }
                             })
                         })
@@ -326,6 +335,8 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         tags: opts.tags.clone(),
         shuffle: opts.shuffle,
         transitions: strategy_log,
+        wall: wall_start.elapsed(),
+        waited: crate::clock::time_waited().saturating_sub(waited_before),
     };
     if let Err(e) = evidence::write_reports(&run_dir, &info, &scenarios, &catalogue) {
         log.line(format!("writing reports failed: {e}"));
