@@ -3,7 +3,7 @@
 //! A [`RigError`] is an *infrastructure* error: an instrument failed, a wire is gone,
 //! the lab could not start, the rig timed out waiting for itself. It always leads to an
 //! `inconclusive` verdict, never to a device FAIL. A device failure is reported by a
-//! step with [`crate::runner::StepOutcome::DeviceFail`]-style assertions instead.
+//! step with [`crate::runner::world::StepFail::Device`] results instead.
 
 use thiserror::Error;
 

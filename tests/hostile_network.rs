@@ -1159,3 +1159,574 @@ fn yaml_alias_bomb_is_refused() {
         "{errors}"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// TLS: the resumable ClientHello sniffer (work counted, not timed)
+// ---------------------------------------------------------------------------------
+
+use redrig::gateway::tlsinfo::{
+    ClientHelloSniffer, ServerHelloSniffer, HELLO_OVER_LIMIT, SNIFF_LIMIT,
+};
+
+/// A ClientHello of exactly `hs_len` handshake bytes (type, length and body; at
+/// least 64), offering TLS 1.3 and 1.2 for [`SNI`] and filled with a padding
+/// extension, cut into handshake records of `record` payload bytes (the last one
+/// shorter). `declared` overrides the handshake length field (a hello that claims
+/// more than it sends).
+fn padded_hello(hs_len: usize, record: usize, declared: Option<u32>) -> Vec<u8> {
+    let mut exts = Vec::new();
+    exts.extend_from_slice(&0u16.to_be_bytes());
+    exts.extend_from_slice(&((SNI.len() + 5) as u16).to_be_bytes());
+    exts.extend_from_slice(&((SNI.len() + 3) as u16).to_be_bytes());
+    exts.push(0);
+    exts.extend_from_slice(&(SNI.len() as u16).to_be_bytes());
+    exts.extend_from_slice(SNI.as_bytes());
+    exts.extend_from_slice(&[0, 43, 0, 5, 4, 0x03, 0x04, 0x03, 0x03]);
+    // Fixed part: version, random, session id, suites, compression, extensions
+    // length; then the extensions so far and the padding extension's header.
+    let fixed = 4 + 2 + 32 + 1 + 4 + 2 + 2 + exts.len() + 4;
+    assert!(hs_len >= fixed, "hello of {hs_len} bytes is too short");
+    let pad = hs_len - fixed;
+    exts.extend_from_slice(&21u16.to_be_bytes());
+    exts.extend_from_slice(&(pad as u16).to_be_bytes());
+    exts.resize(exts.len() + pad, 0);
+    let mut body = vec![0x03, 0x03];
+    body.extend_from_slice(&[0x5a; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
+    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+    body.extend_from_slice(&exts);
+    let len = declared.unwrap_or(body.len() as u32);
+    let mut hs = vec![1];
+    hs.extend_from_slice(&len.to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    assert_eq!(hs.len(), hs_len);
+    let mut out = Vec::new();
+    for part in hs.chunks(record) {
+        out.extend_from_slice(&[0x16, 0x03, 0x01]);
+        out.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// The largest handshake that fits in `wire` bytes when cut into records of
+/// `record` payload bytes.
+fn hs_fitting(wire: usize, record: usize) -> usize {
+    let mut p = wire;
+    while p + 5 * p.div_ceil(record) > wire {
+        p -= 1;
+    }
+    p
+}
+
+/// What the sniffer must answer for everything in `data` pushed at once:
+/// [`sniff_client_hello`] of the first [`SNIFF_LIMIT`] bytes, and a hello still
+/// incomplete there is over the limit.
+fn sniff_reference(data: &[u8]) -> Sniff {
+    let kept = &data[..data.len().min(SNIFF_LIMIT)];
+    match sniff_client_hello(kept) {
+        Sniff::NeedMore if kept.len() >= SNIFF_LIMIT => Sniff::Tls(Err(HELLO_OVER_LIMIT.into())),
+        v => v,
+    }
+}
+
+/// Push `data` in pieces of `chunk` bytes. Returns the last verdict, the range of
+/// the input in the piece with which the verdict was first known, and the
+/// sniffer's work.
+fn sniff_in_chunks(data: &[u8], chunk: usize) -> (Sniff, Option<(usize, usize)>, u64) {
+    let mut s = ClientHelloSniffer::new();
+    let mut v = Sniff::NeedMore;
+    let mut decided = None;
+    let mut pushed = 0;
+    for piece in data.chunks(chunk.max(1)) {
+        v = s.push(piece);
+        assert!(s.held().len() <= SNIFF_LIMIT);
+        if v != Sniff::NeedMore && decided.is_none() {
+            decided = Some((pushed, pushed + piece.len()));
+        }
+        pushed += piece.len();
+    }
+    (v, decided, s.work())
+}
+
+/// Work per byte allowed to the ClientHello and ServerHello sniffers. Each byte is
+/// kept once, copied into the reassembled handshake once and parsed about once (a
+/// ServerHello a few times), and a record header is read once: at most about 4 per
+/// byte (measured: 2.3 to 4 for 64 KiB). Re-parsing the whole buffer on each push
+/// makes it grow with the input: about n/2 per byte for n bytes pushed one at a
+/// time (24,000 to 42,000 per byte at 64 KiB).
+const SNIFF_WORK_PER_BYTE: u64 = 8;
+
+/// A 64 KiB ClientHello arriving one byte at a time (a device can cut its hello
+/// anywhere): the sniffer's work stays linear, in large records, in one-byte
+/// records, for a hello that never completes before the limit, and for one that
+/// claims a length it never sends.
+#[test]
+fn client_hello_sniffer_work_is_linear_one_byte_at_a_time() {
+    let hs16 = hs_fitting(SNIFF_LIMIT, 16384);
+    let hs1 = hs_fitting(SNIFF_LIMIT, 1);
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        (
+            "64 KiB hello in 16 KiB records",
+            padded_hello(hs16, 16384, None),
+            true,
+        ),
+        (
+            "hello in one-byte records",
+            padded_hello(hs1, 1, None),
+            true,
+        ),
+        (
+            "hello one byte longer than the limit",
+            padded_hello(hs16 + 1, 16384, None),
+            false,
+        ),
+        (
+            "hello claiming 64 KiB, then silence",
+            padded_hello(hs16, 16384, Some(SNIFF_LIMIT as u32)),
+            false,
+        ),
+    ];
+    for (name, data, completes) in &cases {
+        let n = data.len();
+        assert!(n >= SNIFF_LIMIT - 16, "{name}: {n} bytes");
+        let want = sniff_reference(data);
+        if *completes {
+            assert!(n <= SNIFF_LIMIT, "{name}");
+            match &want {
+                Sniff::Tls(Ok(h)) => {
+                    assert_eq!(h.sni.as_deref(), Some(SNI), "{name}");
+                    assert_eq!(h.versions, vec![0x0304, 0x0303], "{name}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        } else {
+            assert_eq!(want, Sniff::Tls(Err(HELLO_OVER_LIMIT.into())), "{name}");
+        }
+        for chunk in [1usize, 7, 1500, n] {
+            let (got, decided, work) = sniff_in_chunks(data, chunk);
+            assert_eq!(got, want, "{name}, pieces of {chunk}");
+            // Decided by the piece with the byte that completes the hello (or
+            // reaches the limit).
+            let last = n.min(SNIFF_LIMIT);
+            assert!(
+                decided.is_some_and(|(from, to)| from < last && last <= to),
+                "{name}, pieces of {chunk}: decided in {decided:?}, not with byte {last}"
+            );
+            let limit = SNIFF_WORK_PER_BYTE * n as u64;
+            if chunk == 1 {
+                eprintln!("{name}: {n} bytes one at a time, work {work}");
+            }
+            assert!(
+                work <= limit,
+                "{name}, pieces of {chunk}: work {work} for {n} bytes (at most {limit})"
+            );
+        }
+    }
+}
+
+/// The sniffer's contract: clear text and TLS decided by the first bytes, the same
+/// verdict for good once known, at most [`SNIFF_LIMIT`] bytes kept.
+#[test]
+fn client_hello_sniffer_verdicts_are_final_and_bounded() {
+    let mut s = ClientHelloSniffer::new();
+    assert_eq!(s.push(b""), Sniff::NeedMore);
+    assert_eq!(s.push(&[0x16]), Sniff::NeedMore);
+    assert_eq!(s.push(&[0x03]), Sniff::NeedMore);
+    assert_eq!(s.verdict(), None);
+    let mut c = ClientHelloSniffer::new();
+    assert_eq!(c.push(b"[3G*1234567890*0002*LK]"), Sniff::NotTls);
+    assert_eq!(c.push(&real_tls().client_hello), Sniff::NotTls);
+    assert_eq!(c.take_held(), b"[3G*1234567890*0002*LK]");
+    // A hello followed by application data in the same read.
+    let mut data = real_tls().client_hello.clone();
+    data.extend_from_slice(&[0x17, 0x03, 0x03, 0, 1, 0]);
+    let mut t = ClientHelloSniffer::new();
+    let v = t.push(&data);
+    assert!(matches!(v, Sniff::Tls(Ok(_))), "{v:?}");
+    assert_eq!(t.push(b"more"), v);
+    assert_eq!(t.verdict(), Some(&v));
+    // One huge read: the limit, with the rest of the read not kept.
+    let hs16 = hs_fitting(SNIFF_LIMIT, 16384);
+    let mut big = padded_hello(hs16 + 1, 16384, None);
+    big.extend_from_slice(&[0u8; 1000]);
+    let mut b = ClientHelloSniffer::new();
+    assert_eq!(b.push(&big), Sniff::Tls(Err(HELLO_OVER_LIMIT.into())));
+    assert_eq!(b.held().len(), SNIFF_LIMIT);
+}
+
+/// Split points, sorted and deduplicated, inside `0..=len`.
+fn sniff_cuts(len: usize, raw: &[usize]) -> Vec<usize> {
+    let mut v: Vec<usize> = raw.iter().map(|r| r % (len + 1)).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Push `data` cut at `cuts` (empty pieces included); the last verdict, the bytes
+/// pushed when it was first known, and the work.
+fn sniff_pieces(data: &[u8], cuts: &[usize]) -> (Sniff, Option<usize>, u64) {
+    let mut s = ClientHelloSniffer::new();
+    let mut v = Sniff::NeedMore;
+    let mut decided = None;
+    let mut prev = 0;
+    for &c in cuts.iter().chain([data.len()].iter()) {
+        v = s.push(&data[prev..c]);
+        if v != Sniff::NeedMore && decided.is_none() {
+            decided = Some(c);
+        }
+        prev = c;
+    }
+    (v, decided, s.work())
+}
+
+/// Valid hellos: the real one from rustls re-cut into records of any sizes, and
+/// padded ones of any length up to the limit in records of any size.
+fn valid_hello() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(1usize..400, 1..6)
+            .prop_map(|sizes| recut(&real_tls().client_hello, &sizes)),
+        (1usize..=16384, 0usize..=4096).prop_map(|(record, extra)| {
+            padded_hello(
+                (100 + extra).min(hs_fitting(SNIFF_LIMIT, record)),
+                record,
+                None,
+            )
+        }),
+        (prop_oneof![Just(16384usize), Just(1000), 1usize..64])
+            .prop_map(|record| { padded_hello(hs_fitting(SNIFF_LIMIT, record), record, None) }),
+    ]
+}
+
+/// Bytes a hostile device may send first: records with plausible or lying headers,
+/// mutated real hellos, arbitrary bytes.
+fn hostile_first_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..600),
+        proptest::collection::vec(
+            (
+                prop_oneof![Just(0x16u8), Just(0x17), any::<u8>()],
+                prop_oneof![Just(0x03u8), any::<u8>()],
+                proptest::collection::vec(any::<u8>(), 0..300),
+                any::<Option<u16>>(),
+            ),
+            0..8
+        )
+        .prop_map(|records| {
+            let mut data = Vec::new();
+            for (ty, major, body, lie) in &records {
+                data.extend_from_slice(&[*ty, *major, 0x01]);
+                data.extend_from_slice(&lie.unwrap_or(body.len() as u16).to_be_bytes());
+                data.extend_from_slice(body);
+            }
+            data
+        }),
+        (
+            valid_hello(),
+            proptest::collection::vec((any::<Index>(), any::<u8>()), 1..6),
+            any::<Index>()
+        )
+            .prop_map(|(mut h, edits, cut)| {
+                for (at, v) in &edits {
+                    let i = at.index(h.len());
+                    h[i] = *v;
+                }
+                h.truncate(cut.index(h.len() + 1).max(1));
+                h
+            }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(fuzz(4))]
+
+    /// Any split of a valid hello gives the verdict of the whole hello at once,
+    /// known exactly when its last byte arrives; bytes after it change nothing.
+    #[test]
+    fn client_hello_sniffer_any_split_gives_the_whole_verdict(
+        hello in valid_hello(),
+        raw_cuts in proptest::collection::vec(any::<usize>(), 0..24),
+        trailer in proptest::collection::vec(any::<u8>(), 0..40),
+    ) {
+        let whole = sniff_client_hello(&hello);
+        prop_assert!(matches!(&whole, Sniff::Tls(Ok(h)) if h.sni.as_deref() == Some(SNI)),
+            "{:?}", whole);
+        let cuts = sniff_cuts(hello.len(), &raw_cuts);
+        let (v, decided, work) = sniff_pieces(&hello, &cuts);
+        prop_assert_eq!(&v, &whole);
+        prop_assert_eq!(decided, Some(hello.len()));
+        // Nothing is looked at twice: the work does not depend on the cuts.
+        let (_, _, work_whole) = sniff_pieces(&hello, &[]);
+        prop_assert_eq!(work, work_whole);
+        prop_assert!(work <= SNIFF_WORK_PER_BYTE * hello.len() as u64);
+        let mut more = hello.clone();
+        more.extend_from_slice(&trailer);
+        let (v, _, _) = sniff_pieces(&more, &sniff_cuts(more.len(), &raw_cuts));
+        prop_assert_eq!(&v, &whole);
+    }
+
+    /// On hostile first bytes, any split gives what [`sniff_client_hello`] says of
+    /// everything at once (with the limit rule), never panics, and stays linear.
+    #[test]
+    fn client_hello_sniffer_on_hostile_bytes_matches_the_whole_parse(
+        data in hostile_first_bytes(),
+        raw_cuts in proptest::collection::vec(any::<usize>(), 0..24),
+    ) {
+        let want = sniff_reference(&data);
+        let cuts = sniff_cuts(data.len(), &raw_cuts);
+        let (v, decided, work) = sniff_pieces(&data, &cuts);
+        prop_assert_eq!(&v, &want);
+        // Decided with the piece that holds the first prefix the whole parse
+        // decides on (a verdict on a prefix holds for every longer one, so the
+        // first such prefix is found by bisection).
+        let kept = data.len().min(SNIFF_LIMIT);
+        let first = if sniff_client_hello(&data[..kept]) == Sniff::NeedMore {
+            (kept >= SNIFF_LIMIT).then_some(kept)
+        } else {
+            let (mut lo, mut hi) = (0, kept);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if sniff_client_hello(&data[..mid]) == Sniff::NeedMore {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            Some(lo)
+        };
+        let piece_end = first.map(|k| {
+            cuts.iter().copied().chain([data.len()]).find(|&c| c >= k).unwrap_or(data.len())
+        });
+        prop_assert_eq!(decided, piece_end);
+        prop_assert!(work <= SNIFF_WORK_PER_BYTE * data.len() as u64 + 16);
+    }
+}
+
+/// The handshake messages of `records` (their payloads concatenated).
+fn handshake_payload(records: &[u8]) -> Vec<u8> {
+    let mut hs = Vec::new();
+    let mut pos = 0;
+    while let Some(h) = records.get(pos..pos + 5) {
+        let len = u16::from_be_bytes([h[3], h[4]]) as usize;
+        if h[0] == 0x16 {
+            hs.extend_from_slice(&records[pos + 5..pos + 5 + len]);
+        }
+        pos += 5 + len;
+    }
+    hs
+}
+
+/// A handshake message of type `ty` around `body`, its length field `declared`
+/// when given.
+fn hs_message(ty: u8, body: &[u8], declared: Option<u32>) -> Vec<u8> {
+    let mut m = vec![ty];
+    m.extend_from_slice(&declared.unwrap_or(body.len() as u32).to_be_bytes()[1..]);
+    m.extend_from_slice(body);
+    m
+}
+
+/// Handshake bytes cut into records of `record` payload bytes.
+fn in_records(hs: &[u8], record: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in hs.chunks(record) {
+        out.extend_from_slice(&[0x16, 0x03, 0x03]);
+        out.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// A server's first flight of about 64 KiB: `requests` HelloRequests, the real TLS
+/// 1.2 ServerHello and a Certificate message with the real leaf followed by a
+/// filler entry, `cert_len` bytes in all (at least 100 more than the leaf), or
+/// declaring `declared` bytes.
+fn big_server_flight(requests: usize, cert_len: usize, declared: Option<u32>) -> Vec<u8> {
+    let hs = handshake_payload(&real_tls().server_flight);
+    let sh_len = 4 + u32::from_be_bytes([0, hs[1], hs[2], hs[3]]) as usize;
+    let (sh, rest) = hs.split_at(sh_len);
+    assert_eq!((sh[0], rest[0]), (2, 11), "ServerHello then Certificate");
+    // Certificate body: list length (3), first entry length (3), the leaf.
+    let leaf_len = u32::from_be_bytes([0, rest[7], rest[8], rest[9]]) as usize;
+    let leaf = &rest[10..10 + leaf_len];
+    let filler_len = cert_len - 4 - 3 - 3 - leaf_len - 3;
+    let mut list = Vec::new();
+    list.extend_from_slice(&(leaf_len as u32).to_be_bytes()[1..]);
+    list.extend_from_slice(leaf);
+    list.extend_from_slice(&(filler_len as u32).to_be_bytes()[1..]);
+    list.resize(list.len() + filler_len, 0x30);
+    let mut body = (list.len() as u32).to_be_bytes()[1..].to_vec();
+    body.extend_from_slice(&list);
+    let mut msgs = Vec::new();
+    for _ in 0..requests {
+        msgs.extend_from_slice(&hs_message(0, &[], None));
+    }
+    msgs.extend_from_slice(sh);
+    msgs.extend_from_slice(&hs_message(11, &body, declared));
+    assert_eq!(msgs.len(), 4 * requests + sh_len + cert_len);
+    msgs
+}
+
+/// A server's first flight of 64 KiB arriving one byte at a time (the cloud, or
+/// whatever answers in its place, is not trusted either): the ServerHello
+/// sniffer's work stays linear, in large records, in small records, with many
+/// HelloRequests before the ServerHello, and for a Certificate message that never
+/// completes before the limit.
+#[test]
+fn server_hello_sniffer_work_is_linear_one_byte_at_a_time() {
+    let sh_len = {
+        let hs = handshake_payload(&real_tls().server_flight);
+        4 + u32::from_be_bytes([0, hs[1], hs[2], hs[3]]) as usize
+    };
+    // The largest Certificate message that fits in 64 KiB with the ServerHello.
+    let fit = |record: usize| hs_fitting(SNIFF_LIMIT, record) - sh_len;
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        (
+            "64 KiB flight in 16 KiB records",
+            in_records(&big_server_flight(0, fit(16384), None), 16384),
+            true,
+        ),
+        (
+            "flight in 3-byte records",
+            in_records(&big_server_flight(0, fit(3), None), 3),
+            true,
+        ),
+        (
+            "3000 HelloRequests, one per record, then the flight",
+            {
+                let mut d = [0x16, 0x03, 0x03, 0, 4, 0, 0, 0, 0].repeat(3000);
+                let cert = hs_fitting(SNIFF_LIMIT - d.len(), 16384) - sh_len;
+                d.extend_from_slice(&in_records(&big_server_flight(0, cert, None), 16384));
+                d
+            },
+            true,
+        ),
+        (
+            "Certificate message claiming 64 KiB",
+            in_records(
+                &big_server_flight(0, fit(16384), Some(SNIFF_LIMIT as u32)),
+                16384,
+            ),
+            false,
+        ),
+    ];
+    for (name, data, completes) in &cases {
+        let n = data.len();
+        assert!(
+            (SNIFF_LIMIT - 64..=SNIFF_LIMIT).contains(&n),
+            "{name}: {n} bytes"
+        );
+        let want = sniff_server_hello(data);
+        match &want {
+            ServerSniff::Tls(Ok(info)) if *completes => {
+                let cert = info.certificate.as_ref();
+                assert_eq!(
+                    cert.map(|c| c.dns_names.clone()),
+                    Some(vec![SNI.into()]),
+                    "{name}"
+                );
+                assert_eq!(info.chain_len, 2, "{name}");
+                assert_eq!(info.certificate_error, None, "{name}");
+            }
+            ServerSniff::Tls(Ok(info)) => {
+                assert_eq!(info.certificate, None, "{name}");
+                let e = info.certificate_error.as_deref().unwrap_or_default();
+                assert!(e.contains("longer than the sniffed bytes"), "{name}: {e}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        for chunk in [1usize, 7, 1500, n] {
+            let mut s = ServerHelloSniffer::new();
+            let mut got = ServerSniff::NeedMore;
+            let mut pushed = 0;
+            for piece in data.chunks(chunk) {
+                got = s.push(piece);
+                pushed += piece.len();
+                if pushed < n {
+                    assert_eq!(got, ServerSniff::NeedMore, "{name}: decided at {pushed}");
+                }
+            }
+            assert_eq!(got, want, "{name}, pieces of {chunk}");
+            let work = s.work();
+            if chunk == 1 {
+                eprintln!("{name}: {n} bytes one at a time, work {work}");
+            }
+            let limit = SNIFF_WORK_PER_BYTE * n as u64;
+            assert!(
+                work <= limit,
+                "{name}, pieces of {chunk}: work {work} for {n} bytes (at most {limit})"
+            );
+        }
+    }
+}
+
+#[path = "support/gateway.rs"]
+#[allow(dead_code)]
+mod gw;
+
+/// The gateway's two sniffing paths (a relayed flow, and the rogue server's TLS
+/// session) against a watch that writes a 64 KiB ClientHello in small pieces: the
+/// flow is classified with the hello's name, and a hello longer than the limit is
+/// a TLS flow with the limit's error (relayed flow; the rogue server's TLS stack
+/// may refuse such a hello before the limit is reached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_classifies_a_64_kib_hello_written_in_small_pieces() {
+    use redrig::clock::Clock;
+    use redrig::drivers::{Mark, NameService};
+    use redrig::gateway::{FlowEvent, FlowProtocol, ForgedCert, HostMode};
+    let hs16 = hs_fitting(SNIFF_LIMIT, 16384);
+    let complete = padded_hello(hs16, 16384, None);
+    let over = padded_hello(hs16 + 1, 16384, None);
+    let cases = [
+        (HostMode::Normal, &complete, None),
+        (HostMode::Normal, &over, Some(HELLO_OVER_LIMIT)),
+        (
+            HostMode::Rogue {
+                cert: ForgedCert::SelfSigned,
+            },
+            &complete,
+            None,
+        ),
+    ];
+    for (mode, hello, error) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let gate =
+            gw::start_gateway(Some(gw::tcp_echo().await), Clock::start(1000.0), dir.path()).await;
+        gate.set_host_mode(gw::HOST, mode).unwrap();
+        let addr = gate.resolve(gw::HOST).unwrap();
+        let mut s = TcpStream::connect((addr, gw::PORT)).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        let writer = {
+            let hello = hello.clone();
+            tokio::spawn(async move {
+                for piece in hello.chunks(997) {
+                    if s.write_all(piece).await.is_err() {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                s
+            })
+        };
+        let det = gate
+            .flows()
+            .wait_for(Mark(0), 20_000.0, |e| {
+                matches!(e, FlowEvent::Detected { .. })
+            })
+            .await
+            .unwrap_or_else(|| panic!("{mode:?}: no protocol detected"));
+        let FlowEvent::Detected { protocol, .. } = det.value else {
+            unreachable!()
+        };
+        let FlowProtocol::Tls(h) = protocol else {
+            panic!("{mode:?}: {protocol:?}")
+        };
+        assert_eq!(h.error.as_deref(), error, "{mode:?}");
+        if error.is_none() {
+            assert_eq!(h.sni.as_deref(), Some(SNI), "{mode:?}");
+            assert_eq!(h.version, 0x0304, "{mode:?}");
+        }
+        drop(writer.await);
+        gate.shutdown().await.unwrap();
+    }
+}

@@ -255,7 +255,7 @@ impl PosIndex {
         &self.duplicates
     }
 
-    /// Where the file first nests deeper than [`MAX_INDEX_DEPTH`] (indexing stopped
+    /// Where the file first nests deeper than `MAX_INDEX_DEPTH` (indexing stopped
     /// there), if it does.
     pub fn too_deep(&self) -> Option<Pos> {
         self.too_deep

@@ -23,7 +23,7 @@
 //! to `flow-<id>-up.plain` / `flow-<id>-down.plain`; the outcome to the flow summary
 //! ([`Interception`]) and a [`super::FlowEvent::Intercepted`] event.
 
-use super::{Dir, FlowEvent, FlowSummary, Shared, CHUNK, SNIFF_LIMIT};
+use super::{Dir, FlowEvent, FlowSummary, Shared, CHUNK};
 use crate::drivers::backend_http::AnyServer;
 use crate::error::{RigError, RigResult};
 use crate::wire::watchproto;
@@ -430,7 +430,7 @@ impl Shared {
         let mut to_upstream: Vec<u8> = Vec::new();
         let mut accepted = false;
         // The ClientHello, for the flow's classification like any other flow.
-        let mut hello = Vec::new();
+        let mut hello = super::tlsinfo::ClientHelloSniffer::new();
         let mut classified = false;
         let mut watch_eof = false;
         loop {
@@ -554,19 +554,12 @@ impl Shared {
                     self.capture(id, Dir::Up, &chunk).await;
                     summary.lock().unwrap().bytes_up += n as u64;
                     if !classified {
-                        let take = (SNIFF_LIMIT - hello.len()).min(chunk.len());
-                        hello.extend_from_slice(&chunk[..take]);
-                        let sniff = super::sniff_client_hello(&hello);
-                        let protocol = super::protocol_of(&sniff).or_else(|| {
-                            (hello.len() >= SNIFF_LIMIT).then(|| {
-                                super::protocol_of(&super::Sniff::Tls(Err(
-                                    "ClientHello not complete in the first 64 KiB".into(),
-                                )))
-                            })?
-                        });
-                        if let Some(p) = protocol {
+                        // Resumable: each byte is parsed once however the watch cuts
+                        // its hello; still incomplete at the sniff limit is a verdict.
+                        let sniff = hello.push(&chunk);
+                        if let Some(p) = super::protocol_of(&sniff) {
                             classified = true;
-                            hello = Vec::new();
+                            hello = super::tlsinfo::ClientHelloSniffer::new();
                             summary.lock().unwrap().set_protocol(p.clone());
                             self.record(FlowEvent::Detected { id, protocol: p }).await;
                         }

@@ -31,10 +31,12 @@
 //! Coverage: [`NameService::set_coverage`]`(false)` makes resolution fail and resets
 //! (TCP RST) every open flow; connections arriving while coverage is down are reset.
 //!
-//! Extension points (not implemented yet): pcap output (the writer thread is where a
-//! pcap encoder would go), impairments (delay/drop/cut per flow, in `relay_dir`),
-//! a rogue server and TLS man-in-the-middle modes (a [`Route`] variant next to
-//! `Relay` and `Sinkhole`, chosen per host in `route_for`).
+//! Also here: the packet capture ([`pcap`], written on the writer thread), per-flow
+//! impairments ([`impair`]: delay, loss, cuts), the interception modes of
+//! [`intercept`] (a rogue server taking a host's name, a TLS man in the middle with a
+//! forged certificate, chosen per host), UDP ([`udp`]), the personal-data scanner
+//! ([`pii`]) and the TLS handshake sniffers ([`tlsinfo`]), which resume where they
+//! stopped so a hello arriving in small pieces is examined once.
 
 pub mod dns;
 pub mod impair;
@@ -1333,12 +1335,13 @@ enum Outcome {
 #[derive(Default)]
 struct Analysis {
     /// The server's first bytes of a TLS flow, until its hello is read.
-    server_sniff: Vec<u8>,
+    server_sniff: tlsinfo::ServerHelloSniffer,
     /// The server's hello has been read (or given up on).
     server_done: bool,
     /// Read but not yet taken by [`Analysis::server_hello`].
     server_new: Option<Result<tlsinfo::ServerHelloInfo, String>>,
-    sniff: Vec<u8>,
+    /// The watch's first bytes, until the ClientHello sniffer's verdict.
+    sniff: tlsinfo::ClientHelloSniffer,
     protocol: Option<FlowProtocol>,
     announced: bool,
     up: Option<watchproto::Decoder>,
@@ -1370,10 +1373,9 @@ impl Analysis {
             && !self.server_done
             && matches!(self.protocol, Some(FlowProtocol::Tls(_)))
         {
-            let take = (SNIFF_LIMIT - self.server_sniff.len()).min(data.len());
-            self.server_sniff.extend_from_slice(&data[..take]);
-            let verdict = match tlsinfo::sniff_server_hello(&self.server_sniff) {
-                tlsinfo::ServerSniff::NeedMore if self.server_sniff.len() >= SNIFF_LIMIT => Some(
+            // Resumable like the ClientHello sniffer: each byte is parsed once.
+            let verdict = match self.server_sniff.push(data) {
+                tlsinfo::ServerSniff::NeedMore if self.server_sniff.kept() >= SNIFF_LIMIT => Some(
                     Err("the server's first flight is not complete in the first 64 KiB".into()),
                 ),
                 tlsinfo::ServerSniff::NeedMore => None,
@@ -1384,29 +1386,24 @@ impl Analysis {
             };
             if let Some(v) = verdict {
                 self.server_done = true;
-                self.server_sniff = Vec::new();
+                self.server_sniff = tlsinfo::ServerHelloSniffer::new();
                 self.server_new = Some(v);
             }
             return vec![];
         }
         if dir == Dir::Up && self.protocol.is_none() {
-            let take = (SNIFF_LIMIT - self.sniff.len()).min(data.len());
-            self.sniff.extend_from_slice(&data[..take]);
-            let s = sniff_client_hello(&self.sniff);
+            // Resumable: each byte is parsed once however the bytes are cut; a hello
+            // still incomplete at the sniff limit is a TLS flow with an error.
+            let s = self.sniff.push(data);
             self.protocol = protocol_of(&s);
-            if self.protocol.is_none() && self.sniff.len() >= SNIFF_LIMIT {
-                self.protocol = protocol_of(&Sniff::Tls(Err(
-                    "ClientHello not complete in the first 64 KiB".into(),
-                )));
-            }
             match &self.protocol {
                 None => return vec![], // decide first, then decode what was sniffed
                 Some(FlowProtocol::ClearText) => {
-                    let all = std::mem::take(&mut self.sniff);
+                    let all = self.sniff.take_held();
                     return self.decode(Dir::Up, &all);
                 }
                 Some(_) => {
-                    self.sniff = Vec::new();
+                    self.sniff = tlsinfo::ClientHelloSniffer::new();
                     return vec![];
                 }
             }
@@ -1433,11 +1430,11 @@ impl Analysis {
 
     fn finish(&mut self) -> Vec<(Dir, watchproto::Frame)> {
         let mut out = Vec::new();
-        if !self.sniff.is_empty() && self.protocol.is_none() {
+        if !self.sniff.held().is_empty() && self.protocol.is_none() {
             // Too short to be a ClientHello: clear text.
-            if self.sniff[0] != 0x16 {
+            if self.sniff.held()[0] != 0x16 {
                 self.protocol = Some(FlowProtocol::ClearText);
-                let all = std::mem::take(&mut self.sniff);
+                let all = self.sniff.take_held();
                 out.extend(self.decode(Dir::Up, &all));
             } else {
                 self.protocol = protocol_of(&Sniff::Tls(Err(
@@ -1762,7 +1759,7 @@ impl Gateway {
         &self.shared.log
     }
 
-    /// Summaries of the flows (the most recent [`MAX_SUMMARIES`]), in order.
+    /// Summaries of the flows (the most recent `MAX_SUMMARIES`), in order.
     pub fn summaries(&self) -> Vec<FlowSummary> {
         self.shared
             .summaries

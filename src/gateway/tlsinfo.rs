@@ -1,12 +1,14 @@
 //! TLS handshake parsing for flow classification.
 //!
 //! - Client side: what a ClientHello offers (versions, SNI, ALPN):
-//!   [`sniff_client_hello`].
+//!   [`sniff_client_hello`], and [`ClientHelloSniffer`] for bytes that arrive in
+//!   pieces (resumable: linear work however the client cuts its hello).
 //! - Server side: the negotiated version and cipher suite from the ServerHello and,
 //!   for TLS 1.2 and earlier, the leaf certificate from the clear-text Certificate
-//!   message: [`sniff_server_hello`], [`certificate_info`]; cipher suite names and a
-//!   weak-suite rule: [`cipher_suite_name`], [`cipher_suite_is_weak`]; clear-text
-//!   alerts: [`find_alert`], [`alert_name`].
+//!   message: [`sniff_server_hello`] and its resumable [`ServerHelloSniffer`],
+//!   [`certificate_info`]; cipher suite names and a weak-suite rule:
+//!   [`cipher_suite_name`], [`cipher_suite_is_weak`]; clear-text alerts:
+//!   [`find_alert`], [`alert_name`].
 //!
 //! Parsing only: nothing here verifies a signature or a chain, and nothing decrypts.
 //! Every parser takes untrusted bytes and returns an error rather than panicking.
@@ -96,13 +98,12 @@ impl<'a> Cursor<'a> {
 
 /// Look at the first bytes a client sent for a TLS ClientHello (possibly spread
 /// over several records). Never panics, whatever the bytes.
+///
+/// This parses `data` from its start. A caller that receives the bytes in pieces
+/// should feed them to a [`ClientHelloSniffer`] instead, which gives the same
+/// verdicts without parsing any byte twice.
 pub fn sniff_client_hello(data: &[u8]) -> Sniff {
-    match client_hello_body(data) {
-        HelloBody::NeedMore => Sniff::NeedMore,
-        HelloBody::NotTls => Sniff::NotTls,
-        HelloBody::Bad(e) => Sniff::Tls(Err(e)),
-        HelloBody::Body(b) => Sniff::Tls(parse_hello_body(&b)),
-    }
+    HelloWalk::default().sniff(data)
 }
 
 /// The cipher suites a ClientHello at the start of `data` offers, in the client's
@@ -110,7 +111,7 @@ pub fn sniff_client_hello(data: &[u8]) -> Sniff {
 /// the bytes are not a TLS handshake or the hello cannot be parsed. Never panics,
 /// whatever the bytes.
 pub fn client_hello_cipher_suites(data: &[u8]) -> Result<Option<Vec<u16>>, String> {
-    let body = match client_hello_body(data) {
+    let body = match HelloWalk::default().advance(data) {
         HelloBody::NeedMore => return Ok(None),
         HelloBody::NotTls => return Err("not a TLS handshake".into()),
         HelloBody::Bad(e) => return Err(e),
@@ -133,6 +134,88 @@ pub fn client_hello_cipher_suites(data: &[u8]) -> Result<Option<Vec<u16>>, Strin
     ))
 }
 
+/// The verdict a [`ClientHelloSniffer`] gives when [`SNIFF_LIMIT`] bytes have
+/// arrived and the ClientHello is still not complete.
+pub const HELLO_OVER_LIMIT: &str = "ClientHello not complete in the first 64 KiB";
+
+/// The ClientHello sniffer of a flow whose first bytes arrive in pieces.
+///
+/// [`push`](Self::push) each piece as it arrives; the verdict is
+/// [`Sniff::NeedMore`] until it is known, then the same verdict for good. It is the
+/// verdict [`sniff_client_hello`] gives for everything pushed so far, except that
+/// at most [`SNIFF_LIMIT`] bytes are kept (the rest of a push that crosses the limit
+/// is not looked at) and that a hello still incomplete at the limit is
+/// `Sniff::Tls(Err(`[`HELLO_OVER_LIMIT`]`))`.
+///
+/// The parse resumes where the previous push left it: a record header is read once,
+/// a record's payload is copied into the reassembled handshake message once, when
+/// the record is complete, and the hello is parsed once, when the handshake message
+/// is complete. The work is linear in the bytes pushed however they are cut
+/// ([`work`](Self::work) counts it). Memory: the kept bytes and the reassembled
+/// handshake message, each at most [`SNIFF_LIMIT`] bytes.
+#[derive(Debug, Default)]
+pub struct ClientHelloSniffer {
+    /// The bytes pushed so far, at most [`SNIFF_LIMIT`].
+    held: Vec<u8>,
+    walk: HelloWalk,
+    verdict: Option<Sniff>,
+    /// Bytes kept plus the walk's work.
+    work: u64,
+}
+
+impl ClientHelloSniffer {
+    pub fn new() -> ClientHelloSniffer {
+        ClientHelloSniffer::default()
+    }
+
+    /// Add the next bytes the client sent; the verdict so far.
+    pub fn push(&mut self, data: &[u8]) -> Sniff {
+        if let Some(v) = &self.verdict {
+            return v.clone();
+        }
+        let take = (SNIFF_LIMIT - self.held.len()).min(data.len());
+        self.held.extend_from_slice(&data[..take]);
+        self.work += take as u64;
+        let before = self.walk.work;
+        let mut v = self.walk.sniff(&self.held);
+        self.work += self.walk.work - before;
+        if v == Sniff::NeedMore && self.held.len() >= SNIFF_LIMIT {
+            v = Sniff::Tls(Err(HELLO_OVER_LIMIT.into()));
+        }
+        if v != Sniff::NeedMore {
+            // The reassembled message is not needed any more.
+            self.walk = HelloWalk::default();
+            self.verdict = Some(v.clone());
+        }
+        v
+    }
+
+    /// The verdict, once known.
+    pub fn verdict(&self) -> Option<&Sniff> {
+        self.verdict.as_ref()
+    }
+
+    /// The bytes pushed so far (at most [`SNIFF_LIMIT`]); empty after
+    /// [`take_held`](Self::take_held).
+    pub fn held(&self) -> &[u8] {
+        &self.held
+    }
+
+    /// Take the bytes pushed so far, e.g. to decode a flow found to be clear text.
+    /// Call it once the verdict is known: bytes pushed after it are not kept.
+    pub fn take_held(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
+    }
+
+    /// The work done so far: bytes kept, record header bytes read, bytes copied
+    /// into the reassembled handshake message and bytes of it parsed. A measure
+    /// for checking that sniffing stays linear in the input, not a byte count of
+    /// anything received.
+    pub fn work(&self) -> u64 {
+        self.work
+    }
+}
+
 /// A ClientHello's handshake message body, reassembled from its records.
 enum HelloBody {
     NeedMore,
@@ -141,58 +224,101 @@ enum HelloBody {
     Body(Vec<u8>),
 }
 
-fn client_hello_body(data: &[u8]) -> HelloBody {
-    if data.is_empty() {
-        return HelloBody::NeedMore;
-    }
-    if data[0] != 0x16 {
-        return HelloBody::NotTls;
-    }
-    if data.len() < 2 {
-        return HelloBody::NeedMore;
-    }
-    if data[1] != 0x03 {
-        return HelloBody::NotTls;
-    }
-    // Reassemble the handshake message from records.
-    let mut hs: Vec<u8> = Vec::new();
-    let mut pos = 0;
-    loop {
-        if hs.len() >= 4 {
-            if hs[0] != 0x01 {
-                return HelloBody::Bad(format!(
-                    "first handshake message is type {}, not a ClientHello",
-                    hs[0]
-                ));
-            }
-            let len = u32::from_be_bytes([0, hs[1], hs[2], hs[3]]) as usize;
-            if len > SNIFF_LIMIT {
-                return HelloBody::Bad(format!("ClientHello of {len} bytes"));
-            }
-            if hs.len() >= 4 + len {
-                hs.truncate(4 + len);
-                hs.drain(..4);
-                return HelloBody::Body(hs);
+/// The reassembly of a ClientHello from its records, resumable: each call to
+/// [`advance`](Self::advance) continues where the previous one stopped, so it must
+/// be given the previous call's bytes with more bytes appended (the
+/// [`ClientHelloSniffer`] does that). A fresh walk over the whole data parses it
+/// from its start ([`sniff_client_hello`]).
+#[derive(Debug, Default)]
+struct HelloWalk {
+    /// Offset of the first record not yet taken into `hs`.
+    rec: usize,
+    /// The payload length of the record at `rec`, once its header has been read.
+    rlen: Option<usize>,
+    /// The payloads of the complete records taken so far.
+    hs: Vec<u8>,
+    /// Bytes read or copied (see [`ClientHelloSniffer::work`]).
+    work: u64,
+}
+
+impl HelloWalk {
+    fn sniff(&mut self, data: &[u8]) -> Sniff {
+        match self.advance(data) {
+            HelloBody::NeedMore => Sniff::NeedMore,
+            HelloBody::NotTls => Sniff::NotTls,
+            HelloBody::Bad(e) => Sniff::Tls(Err(e)),
+            HelloBody::Body(b) => {
+                self.work += b.len() as u64;
+                Sniff::Tls(parse_hello_body(&b))
             }
         }
-        let Some(hdr) = data.get(pos..pos + 5) else {
+    }
+
+    /// Walk the records of `data` from where the last call stopped. A verdict
+    /// other than `NeedMore` is final: the walk is not to be advanced again.
+    fn advance(&mut self, data: &[u8]) -> HelloBody {
+        let (Some(&first), second) = (data.first(), data.get(1)) else {
             return HelloBody::NeedMore;
         };
-        if hdr[0] != 0x16 {
-            return HelloBody::Bad(format!(
-                "record type {} before the ClientHello was complete",
-                hdr[0]
-            ));
+        if first != 0x16 {
+            return HelloBody::NotTls;
         }
-        let rlen = u16::from_be_bytes([hdr[3], hdr[4]]) as usize;
-        if rlen == 0 || rlen > 16384 + 2048 {
-            return HelloBody::Bad(format!("handshake record of {rlen} bytes"));
-        }
-        let Some(frag) = data.get(pos + 5..pos + 5 + rlen) else {
+        let Some(&second) = second else {
             return HelloBody::NeedMore;
         };
-        hs.extend_from_slice(frag);
-        pos += 5 + rlen;
+        if second != 0x03 {
+            return HelloBody::NotTls;
+        }
+        loop {
+            if self.hs.len() >= 4 {
+                let hs = &self.hs;
+                if hs[0] != 0x01 {
+                    return HelloBody::Bad(format!(
+                        "first handshake message is type {}, not a ClientHello",
+                        hs[0]
+                    ));
+                }
+                let len = u32::from_be_bytes([0, hs[1], hs[2], hs[3]]) as usize;
+                if len > SNIFF_LIMIT {
+                    return HelloBody::Bad(format!("ClientHello of {len} bytes"));
+                }
+                if hs.len() >= 4 + len {
+                    let mut body = std::mem::take(&mut self.hs);
+                    body.truncate(4 + len);
+                    body.drain(..4);
+                    self.work += len as u64;
+                    return HelloBody::Body(body);
+                }
+            }
+            let rlen = match self.rlen {
+                Some(n) => n,
+                None => {
+                    let Some(hdr) = data.get(self.rec..self.rec + 5) else {
+                        return HelloBody::NeedMore;
+                    };
+                    self.work += 5;
+                    if hdr[0] != 0x16 {
+                        return HelloBody::Bad(format!(
+                            "record type {} before the ClientHello was complete",
+                            hdr[0]
+                        ));
+                    }
+                    let n = u16::from_be_bytes([hdr[3], hdr[4]]) as usize;
+                    if n == 0 || n > MAX_RECORD {
+                        return HelloBody::Bad(format!("handshake record of {n} bytes"));
+                    }
+                    self.rlen = Some(n);
+                    n
+                }
+            };
+            let Some(frag) = data.get(self.rec + 5..self.rec + 5 + rlen) else {
+                return HelloBody::NeedMore;
+            };
+            self.hs.extend_from_slice(frag);
+            self.work += rlen as u64;
+            self.rec += 5 + rlen;
+            self.rlen = None;
+        }
     }
 }
 
@@ -313,42 +439,12 @@ pub enum ServerSniff {
 const MAX_RECORD: usize = 16384 + 2048;
 
 /// How a run of handshake records ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RecordsEnd {
     /// The data ended (at a record boundary or inside a record).
     Data,
     /// A record of another content type followed.
     Other(u8),
-}
-
-/// Concatenate the payloads of the handshake records at the start of `data`.
-fn handshake_bytes(data: &[u8]) -> Result<(Vec<u8>, RecordsEnd), String> {
-    let mut hs = Vec::new();
-    let mut pos = 0;
-    loop {
-        let Some(hdr) = data.get(pos..pos + 5) else {
-            return Ok((hs, RecordsEnd::Data));
-        };
-        if hdr[1] != 0x03 {
-            return Err(format!(
-                "record with version 0x{:02x}{:02x} after the ServerHello",
-                hdr[1], hdr[2]
-            ));
-        }
-        let rlen = u16::from_be_bytes([hdr[3], hdr[4]]) as usize;
-        if hdr[0] != 0x16 {
-            return Ok((hs, RecordsEnd::Other(hdr[0])));
-        }
-        if rlen == 0 || rlen > MAX_RECORD {
-            return Err(format!("handshake record of {rlen} bytes"));
-        }
-        let Some(frag) = data.get(pos + 5..pos + 5 + rlen) else {
-            // A partial record: its bytes are usable already.
-            hs.extend_from_slice(&data[pos + 5..]);
-            return Ok((hs, RecordsEnd::Data));
-        };
-        hs.extend_from_slice(frag);
-        pos += 5 + rlen;
-    }
 }
 
 /// One handshake message located in the reassembled handshake bytes.
@@ -380,120 +476,294 @@ fn message_at(hs: &[u8], pos: usize) -> Msg<'_> {
 /// [`SNIFF_LIMIT`] bytes and the Certificate message is still incomplete, the hello
 /// is returned with `certificate_error` set. A TLS 1.3 HelloRetryRequest is reported
 /// like a ServerHello (its version and suite are the ones the connection will use).
+///
+/// This parses `data` from its start. A caller that receives the bytes in pieces
+/// should feed them to a [`ServerHelloSniffer`] instead, which gives the same
+/// verdicts without parsing any byte twice.
 pub fn sniff_server_hello(data: &[u8]) -> ServerSniff {
-    let Some(&first) = data.first() else {
-        return ServerSniff::NeedMore;
-    };
-    if first != 0x16 && first != 0x15 {
-        return ServerSniff::NotTls;
+    ServerWalk::default().advance(data)
+}
+
+/// The sniffer of a server's first flight arriving in pieces.
+///
+/// [`push`](Self::push) each piece as it arrives; the verdict is
+/// [`ServerSniff::NeedMore`] until it is known, then the same verdict for good. It
+/// is the verdict [`sniff_server_hello`] gives for everything pushed so far, except
+/// that at most [`SNIFF_LIMIT`] bytes are kept (the rest of a push that crosses the
+/// limit is not looked at).
+///
+/// The parse resumes where the previous push left it: each record header is read
+/// once and each handshake byte copied once into the reassembled messages; the
+/// handshake messages are looked at again only when a message the verdict waits
+/// for (the ServerHello, the message after it) is complete or the records end, and
+/// skipped HelloRequest messages are not walked again. The work is linear in the
+/// bytes pushed however they are cut ([`work`](Self::work) counts it). Memory: the
+/// kept bytes and the reassembled handshake messages, each at most
+/// [`SNIFF_LIMIT`] bytes.
+#[derive(Debug, Default)]
+pub struct ServerHelloSniffer {
+    /// The bytes pushed so far, at most [`SNIFF_LIMIT`].
+    held: Vec<u8>,
+    walk: ServerWalk,
+    verdict: Option<ServerSniff>,
+    /// Bytes kept plus the walk's work.
+    work: u64,
+}
+
+impl ServerHelloSniffer {
+    pub fn new() -> ServerHelloSniffer {
+        ServerHelloSniffer::default()
     }
-    let Some(&major) = data.get(1) else {
-        return ServerSniff::NeedMore;
-    };
-    if major != 0x03 {
-        return ServerSniff::NotTls;
+
+    /// Add the next bytes the server sent; the verdict so far.
+    pub fn push(&mut self, data: &[u8]) -> ServerSniff {
+        if let Some(v) = &self.verdict {
+            return v.clone();
+        }
+        let take = (SNIFF_LIMIT - self.held.len()).min(data.len());
+        self.held.extend_from_slice(&data[..take]);
+        self.work += take as u64;
+        let before = self.walk.work;
+        let v = self.walk.advance(&self.held);
+        self.work += self.walk.work - before;
+        if v != ServerSniff::NeedMore {
+            self.walk = ServerWalk::default();
+            self.held = Vec::new();
+            self.verdict = Some(v.clone());
+        }
+        v
     }
-    if first == 0x15 {
-        return match find_alert(data) {
-            Some((level, desc)) => ServerSniff::Tls(Err(format!(
-                "server sent alert {} ({}) instead of a ServerHello",
-                alert_name(desc),
-                if level == 2 { "fatal" } else { "warning" }
-            ))),
-            None if data.len() < 7 => ServerSniff::NeedMore,
-            None => ServerSniff::Tls(Err("malformed alert record".into())),
+
+    /// Bytes kept so far (at most [`SNIFF_LIMIT`]; none once the verdict is known).
+    pub fn kept(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The work done so far: bytes kept, record header bytes read, bytes copied into
+    /// the reassembled handshake messages, message header bytes read and message
+    /// bytes parsed. A measure for checking that sniffing stays linear in the
+    /// input, not a byte count of anything received.
+    pub fn work(&self) -> u64 {
+        self.work
+    }
+}
+
+/// The reassembly and reading of a server's first flight, resumable like
+/// [`HelloWalk`]: each call to [`advance`](Self::advance) must be given the
+/// previous call's bytes with more bytes appended.
+#[derive(Debug, Default)]
+struct ServerWalk {
+    /// Offset of the record whose payload is being taken into `hs`.
+    rec: usize,
+    /// The payload length of the record at `rec`, once its header has been read.
+    rlen: Option<usize>,
+    /// Bytes of that payload taken so far.
+    taken: usize,
+    /// The payloads of the handshake records so far (a partial record's bytes
+    /// included).
+    hs: Vec<u8>,
+    /// How the run of handshake records ended, once it has: a record of another
+    /// type, or an error.
+    end: Option<Result<u8, String>>,
+    /// Offset in `hs` of the first message that is not a skipped HelloRequest.
+    msg: usize,
+    /// `hs` length below which the handshake messages need not be looked at again
+    /// while the records have not ended and the limit is not reached.
+    need: usize,
+    /// Bytes read or copied (see [`ServerHelloSniffer::work`]).
+    work: u64,
+}
+
+impl ServerWalk {
+    fn advance(&mut self, data: &[u8]) -> ServerSniff {
+        let Some(&first) = data.first() else {
+            return ServerSniff::NeedMore;
         };
-    }
-    let at_limit = data.len() >= SNIFF_LIMIT;
-    let (hs, end) = match handshake_bytes(data) {
-        Ok(x) => x,
-        Err(e) => return ServerSniff::Tls(Err(e)),
-    };
-    let more_may_come = matches!(end, RecordsEnd::Data) && !at_limit;
-    let interrupted = |what: &str| -> ServerSniff {
-        match end {
-            RecordsEnd::Data if !at_limit => ServerSniff::NeedMore,
-            RecordsEnd::Data => {
-                ServerSniff::Tls(Err(format!("{what} is longer than the sniffed bytes")))
-            }
-            RecordsEnd::Other(t) => ServerSniff::Tls(Err(format!(
-                "record type {t} before the {what} was complete"
-            ))),
+        if first != 0x16 && first != 0x15 {
+            return ServerSniff::NotTls;
         }
-    };
-    // Skip HelloRequest messages (type 0, empty), then the ServerHello.
-    let mut pos = 0;
-    let (ty, body) = loop {
-        match message_at(&hs, pos) {
-            Msg::Complete(0, b) => pos += 4 + b.len(),
-            Msg::Complete(t, b) => break (t, b),
-            Msg::Partial(t, len) => {
-                if t != 2 {
-                    break (t, &[][..]);
-                }
-                if len > SNIFF_LIMIT {
-                    return ServerSniff::Tls(Err(format!("ServerHello of {len} bytes")));
-                }
-                return interrupted("ServerHello");
-            }
-            Msg::None => return interrupted("ServerHello"),
+        let Some(&major) = data.get(1) else {
+            return ServerSniff::NeedMore;
+        };
+        if major != 0x03 {
+            return ServerSniff::NotTls;
         }
-    };
-    if ty != 2 {
-        return ServerSniff::Tls(Err(format!(
-            "first handshake message is type {ty}, not a ServerHello"
-        )));
-    }
-    let mut info = match parse_server_hello(body) {
-        Ok(i) => i,
-        Err(e) => return ServerSniff::Tls(Err(e)),
-    };
-    pos += 4 + body.len();
-    if info.version >= 0x0304 {
-        // Everything after the ServerHello is encrypted.
-        return ServerSniff::Tls(Ok(info));
-    }
-    match message_at(&hs, pos) {
-        Msg::Complete(11, cert_msg) => {
-            match parse_certificate_message(cert_msg) {
-                Ok(chain) => {
-                    info.chain_len = chain.len();
-                    match chain.first() {
-                        Some(leaf) => match certificate_info(leaf) {
-                            Ok(c) => info.certificate = Some(c),
-                            Err(e) => info.certificate_error = Some(format!("leaf: {e}")),
-                        },
-                        None => info.certificate_error = Some("empty certificate list".into()),
-                    }
-                }
-                Err(e) => info.certificate_error = Some(e),
-            }
-            ServerSniff::Tls(Ok(info))
+        if first == 0x15 {
+            // Decided by the seventh byte at the latest: a walk over few bytes while
+            // undecided, one walk over the records when decided.
+            self.work += data.len() as u64;
+            return match find_alert(data) {
+                Some((level, desc)) => ServerSniff::Tls(Err(format!(
+                    "server sent alert {} ({}) instead of a ServerHello",
+                    alert_name(desc),
+                    if level == 2 { "fatal" } else { "warning" }
+                ))),
+                None if data.len() < 7 => ServerSniff::NeedMore,
+                None => ServerSniff::Tls(Err("malformed alert record".into())),
+            };
         }
-        Msg::Complete(_, _) => ServerSniff::Tls(Ok(info)),
-        Msg::Partial(11, len) => {
-            if more_may_come && len <= SNIFF_LIMIT {
-                return ServerSniff::NeedMore;
-            }
-            info.certificate_error = Some(match end {
-                RecordsEnd::Other(t) => {
-                    format!("record type {t} before the Certificate message was complete")
-                }
-                RecordsEnd::Data => {
-                    format!("Certificate message of {len} bytes is longer than the sniffed bytes")
-                }
-            });
-            ServerSniff::Tls(Ok(info))
+        let at_limit = data.len() >= SNIFF_LIMIT;
+        self.take_records(data);
+        let end = match &self.end {
+            None => RecordsEnd::Data,
+            Some(Ok(t)) => RecordsEnd::Other(*t),
+            Some(Err(e)) => return ServerSniff::Tls(Err(e.clone())),
+        };
+        if end == RecordsEnd::Data && !at_limit && self.hs.len() < self.need {
+            // Nothing the verdict waits for has arrived.
+            return ServerSniff::NeedMore;
         }
-        // A message header seen: it is not a Certificate, so there is none in clear.
-        Msg::Partial(_, _) => ServerSniff::Tls(Ok(info)),
-        Msg::None => {
-            if more_may_come {
+        match self.decide(end, at_limit) {
+            Ok(v) => v,
+            Err(need) => {
+                self.need = need;
                 ServerSniff::NeedMore
-            } else {
-                // Another record type (ChangeCipherSpec of a resumed session), or
-                // the sniff limit reached right after the hello.
-                ServerSniff::Tls(Ok(info))
+            }
+        }
+    }
+
+    /// Take the handshake record bytes of `data` not taken yet into `hs`.
+    fn take_records(&mut self, data: &[u8]) {
+        while self.end.is_none() {
+            let rlen = match self.rlen {
+                Some(n) => n,
+                None => {
+                    let Some(hdr) = data.get(self.rec..self.rec + 5) else {
+                        return;
+                    };
+                    self.work += 5;
+                    if hdr[1] != 0x03 {
+                        self.end = Some(Err(format!(
+                            "record with version 0x{:02x}{:02x} after the ServerHello",
+                            hdr[1], hdr[2]
+                        )));
+                        return;
+                    }
+                    let n = u16::from_be_bytes([hdr[3], hdr[4]]) as usize;
+                    if hdr[0] != 0x16 {
+                        self.end = Some(Ok(hdr[0]));
+                        return;
+                    }
+                    if n == 0 || n > MAX_RECORD {
+                        self.end = Some(Err(format!("handshake record of {n} bytes")));
+                        return;
+                    }
+                    self.rlen = Some(n);
+                    self.taken = 0;
+                    n
+                }
+            };
+            let from = self.rec + 5 + self.taken;
+            let avail = data.len().saturating_sub(from).min(rlen - self.taken);
+            // A partial record: its bytes are usable already.
+            self.hs.extend_from_slice(&data[from..from + avail]);
+            self.work += avail as u64;
+            self.taken += avail;
+            if self.taken < rlen {
+                return;
+            }
+            self.rec += 5 + rlen;
+            self.rlen = None;
+        }
+    }
+
+    /// The verdict from the handshake messages, or `Err(n)`: more bytes are needed,
+    /// and nothing changes before `hs` holds `n` bytes (unless the records end or
+    /// the limit is reached).
+    fn decide(&mut self, end: RecordsEnd, at_limit: bool) -> Result<ServerSniff, usize> {
+        let hs = &self.hs[..];
+        let more_may_come = matches!(end, RecordsEnd::Data) && !at_limit;
+        let interrupted = |what: &str, need: usize| -> Result<ServerSniff, usize> {
+            match end {
+                RecordsEnd::Data if !at_limit => Err(need),
+                RecordsEnd::Data => Ok(ServerSniff::Tls(Err(format!(
+                    "{what} is longer than the sniffed bytes"
+                )))),
+                RecordsEnd::Other(t) => Ok(ServerSniff::Tls(Err(format!(
+                    "record type {t} before the {what} was complete"
+                )))),
+            }
+        };
+        // Skip HelloRequest messages (type 0, empty), then the ServerHello. The
+        // skipped ones stay skipped: `hs` only grows.
+        let (ty, body) = loop {
+            self.work += 4;
+            match message_at(hs, self.msg) {
+                Msg::Complete(0, b) => self.msg += 4 + b.len(),
+                Msg::Complete(t, b) => break (t, b),
+                Msg::Partial(t, len) => {
+                    if t != 2 {
+                        break (t, &[][..]);
+                    }
+                    if len > SNIFF_LIMIT {
+                        return Ok(ServerSniff::Tls(Err(format!("ServerHello of {len} bytes"))));
+                    }
+                    return interrupted("ServerHello", self.msg + 4 + len);
+                }
+                Msg::None => return interrupted("ServerHello", self.msg + 4),
+            }
+        };
+        if ty != 2 {
+            return Ok(ServerSniff::Tls(Err(format!(
+                "first handshake message is type {ty}, not a ServerHello"
+            ))));
+        }
+        self.work += body.len() as u64;
+        let mut info = match parse_server_hello(body) {
+            Ok(i) => i,
+            Err(e) => return Ok(ServerSniff::Tls(Err(e))),
+        };
+        let pos = self.msg + 4 + body.len();
+        if info.version >= 0x0304 {
+            // Everything after the ServerHello is encrypted.
+            return Ok(ServerSniff::Tls(Ok(info)));
+        }
+        self.work += 4;
+        match message_at(hs, pos) {
+            Msg::Complete(11, cert_msg) => {
+                self.work += cert_msg.len() as u64;
+                match parse_certificate_message(cert_msg) {
+                    Ok(chain) => {
+                        info.chain_len = chain.len();
+                        match chain.first() {
+                            Some(leaf) => match certificate_info(leaf) {
+                                Ok(c) => info.certificate = Some(c),
+                                Err(e) => info.certificate_error = Some(format!("leaf: {e}")),
+                            },
+                            None => info.certificate_error = Some("empty certificate list".into()),
+                        }
+                    }
+                    Err(e) => info.certificate_error = Some(e),
+                }
+                Ok(ServerSniff::Tls(Ok(info)))
+            }
+            Msg::Complete(_, _) => Ok(ServerSniff::Tls(Ok(info))),
+            Msg::Partial(11, len) => {
+                if more_may_come && len <= SNIFF_LIMIT {
+                    return Err(pos + 4 + len);
+                }
+                info.certificate_error = Some(match end {
+                    RecordsEnd::Other(t) => {
+                        format!("record type {t} before the Certificate message was complete")
+                    }
+                    RecordsEnd::Data => {
+                        format!(
+                            "Certificate message of {len} bytes is longer than the sniffed bytes"
+                        )
+                    }
+                });
+                Ok(ServerSniff::Tls(Ok(info)))
+            }
+            // A message header seen: it is not a Certificate, so there is none in clear.
+            Msg::Partial(_, _) => Ok(ServerSniff::Tls(Ok(info))),
+            Msg::None => {
+                if more_may_come {
+                    Err(pos + 4)
+                } else {
+                    // Another record type (ChangeCipherSpec of a resumed session), or
+                    // the sniff limit reached right after the hello.
+                    Ok(ServerSniff::Tls(Ok(info)))
+                }
             }
         }
     }
@@ -1096,6 +1366,65 @@ mod tests {
     }
 
     #[test]
+    fn client_hello_sniffer_resumes_where_it_stopped() {
+        let h = hello(Some("a.example"), &[0x0304, 0x0303]);
+        // The same message in records of 1, 2 and 7 bytes.
+        let hs = &h[5..];
+        let mut variants = vec![h.clone()];
+        for size in [1usize, 2, 7] {
+            let mut v = Vec::new();
+            for part in hs.chunks(size) {
+                v.extend_from_slice(&[0x16, 0x03, 0x01]);
+                v.extend_from_slice(&(part.len() as u16).to_be_bytes());
+                v.extend_from_slice(part);
+            }
+            variants.push(v);
+        }
+        for data in &variants {
+            let whole = sniff_client_hello(data);
+            assert!(matches!(&whole, Sniff::Tls(Ok(c)) if c.sni.as_deref() == Some("a.example")));
+            let mut one = ClientHelloSniffer::new();
+            assert_eq!(one.push(data), whole);
+            for read in [1usize, 2, 3, 5, 64] {
+                let mut s = ClientHelloSniffer::new();
+                let mut got = Sniff::NeedMore;
+                for (i, c) in data.chunks(read).enumerate() {
+                    assert_eq!(got, Sniff::NeedMore, "decided before the end");
+                    got = s.push(c);
+                    let upto = (i * read + c.len()).min(data.len());
+                    if upto < data.len() {
+                        assert_eq!(got, Sniff::NeedMore, "reads of {read}, at {upto}");
+                    }
+                }
+                assert_eq!(got, whole, "reads of {read}");
+                // Each record header read once, each byte copied and parsed once:
+                // the same work however the bytes were cut.
+                assert_eq!(s.work(), one.work(), "reads of {read}");
+                assert_eq!(s.held(), &data[..]);
+            }
+        }
+        // Clear text: the verdict from the first byte, the bytes kept for decoding.
+        let mut c = ClientHelloSniffer::new();
+        assert_eq!(c.push(b"["), Sniff::NotTls);
+        assert_eq!(c.push(b"3G*"), Sniff::NotTls);
+        assert_eq!(c.take_held(), b"[");
+        // An error found in the second record, reached one byte at a time.
+        let mut bad = h[..20].to_vec();
+        bad[4] = 15; // the first record ends after 15 bytes
+        bad.extend_from_slice(&[0x17, 0x03, 0x03, 0, 1, 0]);
+        let mut s = ClientHelloSniffer::new();
+        let mut got = Sniff::NeedMore;
+        for b in &bad {
+            got = s.push(std::slice::from_ref(b));
+        }
+        assert_eq!(got, sniff_client_hello(&bad));
+        assert!(
+            matches!(&got, Sniff::Tls(Err(e)) if e.contains("record type 23")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
     fn sniffing_garbage_never_panics() {
         assert_eq!(
             sniff_client_hello(b"[3G*1234567890*0002*LK]"),
@@ -1443,6 +1772,76 @@ mod tests {
             Some(cert.sha256.clone())
         );
         assert_eq!(finfo.chain_len, 2);
+    }
+
+    /// Push `data` in reads of `read` bytes; the verdict and the sniffer's work.
+    /// Each verdict on the way must be the one of [`sniff_server_hello`] on what
+    /// was pushed so far.
+    fn server_sniff_in_reads(data: &[u8], read: usize) -> (ServerSniff, u64) {
+        let mut s = ServerHelloSniffer::new();
+        let mut got = ServerSniff::NeedMore;
+        let mut pushed = 0;
+        for c in data.chunks(read) {
+            pushed += c.len();
+            let before = got.clone();
+            got = s.push(c);
+            if before == ServerSniff::NeedMore {
+                assert_eq!(got, sniff_server_hello(&data[..pushed]), "at {pushed}");
+            } else {
+                assert_eq!(got, before, "the verdict changed at {pushed}");
+            }
+        }
+        (got, s.work())
+    }
+
+    #[test]
+    fn server_hello_sniffer_resumes_where_it_stopped() {
+        let pki = ca_signed_pki(&rcgen::PKCS_ECDSA_P256_SHA256, &["watch.kidcloud.example"]);
+        let tls12 = handshake(&pki, &[&rustls::version::TLS12], None, None).server_bytes;
+        let tls13 = handshake(&pki, &[&rustls::version::TLS13], None, None).server_bytes;
+        // HelloRequests before the ServerHello, one per record.
+        let mut requests = Vec::new();
+        for _ in 0..50 {
+            requests.extend_from_slice(&[0x16, 0x03, 0x03, 0, 4, 0, 0, 0, 0]);
+        }
+        requests.extend_from_slice(&tls12);
+        for flight in [&tls12, &tls13, &requests] {
+            for size in [1usize, 7, 100, 16384] {
+                let data = rerecord(flight, size);
+                let full = sniff_server_hello(&data);
+                assert!(matches!(full, ServerSniff::Tls(Ok(_))), "{full:?}");
+                let (_, whole_work) = server_sniff_in_reads(&data, data.len());
+                for read in [1usize, 2, 3, 64, 1000] {
+                    let (got, work) = server_sniff_in_reads(&data, read);
+                    assert_eq!(got, full, "records of {size}, reads of {read}");
+                    // Linear: record headers and handshake bytes once; the
+                    // ServerHello parsed again only when the next message completes.
+                    assert!(
+                        work <= 3 * whole_work + 64,
+                        "records of {size}, reads of {read}: work {work}, at once {whole_work}"
+                    );
+                }
+            }
+        }
+        // Not TLS, an alert, a bad record after the hello: decided like the whole.
+        for data in [
+            b"HTTP/1.1 200 OK\r\n".to_vec(),
+            vec![0x15, 0x03, 0x03, 0, 2, 2, 40],
+            {
+                // The ServerHello alone in a record, then a record of version 2.0.
+                let m = 4 + u32::from_be_bytes([0, tls12[6], tls12[7], tls12[8]]) as usize;
+                let mut d = vec![0x16, 0x03, 0x03];
+                d.extend_from_slice(&(m as u16).to_be_bytes());
+                d.extend_from_slice(&tls12[5..5 + m]);
+                d.extend_from_slice(&[0x16, 0x02, 0x00, 0, 1, 0]);
+                d
+            },
+        ] {
+            for read in [1usize, 5, 100] {
+                let (got, _) = server_sniff_in_reads(&data, read);
+                assert_ne!(got, ServerSniff::NeedMore, "{data:?}");
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,12 @@
 //! - the length field is parsed but never trusted; a frame ends at a `]` that is
 //!   followed by the end of the data read so far or by the start of a new frame
 //!   (`[`, two characters, `*`), so brackets inside a text field (a Wi-Fi name) stay
-//!   in the content;
+//!   in the content. A `]` followed by `[` and fewer than three more bytes waits for
+//!   the next read; it ends the frame when the stream ends there
+//!   ([`Decoder::finish`]: the `[` and the bytes after it are reported as a
+//!   truncated frame start, or a bad header if they cannot start one) and when the
+//!   bytes held would otherwise exceed the frame bound (were it content, the frame
+//!   would be too long whatever follows);
 //! - a frame may be split over reads and several frames may arrive in one read;
 //! - garbage before a frame, an invalid header or an over-long frame is skipped and
 //!   reported as [`Decoded::Skipped`] with the number of bytes dropped from the
@@ -157,7 +162,7 @@ pub enum SkipReason {
     BadHeader,
     /// A frame longer than [`MAX_FRAME`].
     TooLong,
-    /// The stream ended inside a frame.
+    /// The stream ended inside a frame, or inside a header that was valid so far.
     Truncated,
 }
 
@@ -373,7 +378,12 @@ impl Decoder {
         out
     }
 
-    /// The stream ended: decode what can be decoded and report the rest.
+    /// The stream ended: decode what can be decoded and report the rest. Every
+    /// byte pushed and not yet returned in a frame is returned in a
+    /// [`Decoded::Skipped`]; nothing is held afterwards. A held `]` followed by `[`
+    /// and at most two more bytes closes its frame, and those last bytes are
+    /// skipped as [`SkipReason::Truncated`] (or [`SkipReason::BadHeader`] when they
+    /// cannot start a header, e.g. `[]`).
     pub fn finish(&mut self) -> Vec<Decoded> {
         let mut out = Vec::new();
         self.run(true, &mut out);
@@ -459,7 +469,13 @@ impl Decoder {
                     declared,
                 } => (len, vendor, id, index, declared),
                 Header::Incomplete if !finishing => return,
-                Header::Incomplete | Header::Invalid => {
+                Header::Incomplete => {
+                    // The stream ended inside a header that was valid so far (a
+                    // header has no `[`, so this drops all that is held).
+                    self.resync(1, SkipReason::Truncated, out);
+                    continue;
+                }
+                Header::Invalid => {
                     self.resync(1, SkipReason::BadHeader, out);
                     continue;
                 }
@@ -491,6 +507,15 @@ impl Decoder {
                 }
             }
             self.work += examined as u64;
+            if waiting && held.len() > self.max_frame && i < self.max_frame {
+                // Waiting at a `]` followed by `[` and at most two more bytes, with
+                // more held than the bound: were that `]` content, the frame would
+                // be longer than the bound whatever follows and be dropped. It ends
+                // the frame, as it would had the read ended right after it, so that
+                // whether a frame up to the bound is kept does not depend on how the
+                // bytes were cut.
+                end = Some(i);
+            }
             if !waiting && end.is_none() {
                 i = held.len();
             }
@@ -971,6 +996,123 @@ mod tests {
         // ... and `]x` is content.
         let f = frames(decode_all(b"[3G*1234567890*0004*A]x,B]"));
         assert_eq!(f[0].content, b"A]x,B");
+    }
+
+    /// Every byte is in a decoded frame or a skip, in order (the frame's wire form
+    /// has the input's length; hex fields may differ in case).
+    fn accounted(input: &[u8], items: &[Decoded]) -> bool {
+        let mut pos = 0usize;
+        for item in items {
+            match item {
+                Decoded::Frame(f) => {
+                    let bytes = f.to_bytes();
+                    let Some(wire) = input.get(pos..pos + bytes.len()) else {
+                        return false;
+                    };
+                    if !wire.eq_ignore_ascii_case(&bytes) {
+                        return false;
+                    }
+                    pos += bytes.len();
+                }
+                Decoded::Skipped { bytes, .. } => pos += bytes,
+            }
+        }
+        pos == input.len()
+    }
+
+    /// The stream ends with `][` and at most two more bytes: the `]` closes the
+    /// frame (the `[` cannot start a frame any more), the rest is skipped (a header
+    /// cut short by the end of the stream as truncated), every byte is accounted
+    /// for, and the result does not depend on how the bytes were cut, also when
+    /// the frame is as long as the bound.
+    #[test]
+    fn stream_ending_in_bracket_bracket_and_two_bytes_at_most() {
+        let frame = b"[3G*1234567890*0002*LK]".to_vec();
+        let tails: [&[u8]; 9] = [
+            b"[", b"[3", b"[3G", b"[[", b"[]", b"[*", b"[]]", b"[[[", b"[\xff",
+        ];
+        for tail in tails {
+            let mut input = frame.clone();
+            input.extend_from_slice(tail);
+            let whole = decode_all(&input);
+            assert!(accounted(&input, &whole), "{tail:?}: {whole:?}");
+            let f = only_frames(whole.clone());
+            assert_eq!(f.len(), 1, "{tail:?}: {whole:?}");
+            assert_eq!(f[0].content, b"LK");
+            let skipped: usize = whole[1..]
+                .iter()
+                .map(|d| match d {
+                    Decoded::Skipped { bytes, .. } => *bytes,
+                    Decoded::Frame(f) => panic!("{tail:?}: a second frame {f:?}"),
+                })
+                .sum();
+            assert_eq!(skipped, tail.len(), "{tail:?}");
+            if tail.len() < 2 || tail[1].is_ascii_alphanumeric() {
+                // A frame start that is valid so far, cut short by the stream's end.
+                assert_eq!(
+                    whole[1..],
+                    [Decoded::Skipped {
+                        bytes: tail.len(),
+                        reason: SkipReason::Truncated
+                    }],
+                    "{tail:?}"
+                );
+            }
+            for chunk in 1..input.len() {
+                // The same frame and every byte accounted for (how skipped bytes are
+                // grouped may depend on the reads).
+                let split = decode_chunked(&input, chunk);
+                assert!(
+                    accounted(&input, &split),
+                    "{tail:?}, reads of {chunk}: {split:?}"
+                );
+                assert_eq!(only_frames(split), f, "{tail:?}, reads of {chunk}");
+            }
+        }
+        // Only the tail, after garbage: nothing decoded, everything accounted for.
+        for input in [&b"]["[..], b"][3", b"]x[3G"] {
+            for chunk in 1..=input.len() {
+                let out = decode_chunked(input, chunk);
+                assert!(accounted(input, &out), "{input:?}: {out:?}");
+                assert!(only_frames(out).is_empty());
+            }
+        }
+        // A frame up to the bound, then `[` and up to two bytes in the same read:
+        // the frame is kept (it was dropped as too long when the held bytes went
+        // over the bound while waiting to see whether its `]` ended it).
+        for max in [64usize, 100] {
+            for extra in 0..3 {
+                let f = encode("3G", "1234567890", &vec![b'a'; max - 21 - extra]);
+                assert_eq!(f.len(), max - extra);
+                for tail in [&b"["[..], b"[3", b"[3G"] {
+                    let mut input = f.clone();
+                    input.extend_from_slice(tail);
+                    for chunk in [1usize, 2, 7, input.len()] {
+                        let mut d = Decoder::with_max_frame(max);
+                        let mut out = Vec::new();
+                        for c in input.chunks(chunk) {
+                            out.extend(d.push(c));
+                            assert!(d.buffered() <= max);
+                        }
+                        out.extend(d.finish());
+                        assert!(accounted(&input, &out), "{out:?}");
+                        assert_eq!(
+                            only_frames(out.clone()).len(),
+                            1,
+                            "bound {max}, frame of {}, {tail:?}, reads of {chunk}: {out:?}",
+                            f.len()
+                        );
+                    }
+                }
+            }
+        }
+        // One byte over the bound is still too long.
+        let f = encode("3G", "1234567890", &[b'a'; 44]);
+        assert_eq!(f.len(), 65);
+        let mut d = Decoder::with_max_frame(64);
+        let mut out = d.push(&[&f[..], b"[3"].concat());
+        out.extend(d.finish());
+        assert!(only_frames(out.clone()).is_empty(), "{out:?}");
     }
 
     #[test]
