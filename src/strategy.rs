@@ -255,7 +255,10 @@ impl Strategy {
             let line = rig
                 .console
                 .log()
-                .wait_for(mark, time.boot_timeout, |l| pattern.is_match(&l.text))
+                .wait_for(mark, time.boot_timeout, {
+                    let pattern = pattern.clone();
+                    move |l| pattern.is_match(&l.text)
+                })
                 .await
                 .ok_or_else(|| {
                     RigError::Timeout(format!(
@@ -282,7 +285,7 @@ impl Strategy {
                 .await
                 .ok_or_else(|| RigError::Timeout("the GNSS feed gave no fix".into()))?;
             let t0 = first.t;
-            fed.wait_for(mark, time.step_timeout, |_| clock.now() >= t0 + 2000)
+            fed.wait_for(mark, time.step_timeout, move |_| clock.now() >= t0 + 2000)
                 .await
                 .ok_or_else(|| RigError::Timeout("the GNSS feed stalled".into()))?;
             self.enter(
@@ -323,11 +326,10 @@ impl Strategy {
             let mark = rig.gateway.flows().mark_since(boot_mark);
             rig.gateway
                 .flows()
-                .wait_for(
-                    mark,
-                    time.step_timeout,
-                    |e| matches!(e, FlowEvent::Opened { host: h, .. } if *h == host),
-                )
+                .wait_for(mark, time.step_timeout, {
+                    let host = host.clone();
+                    move |e| matches!(e, FlowEvent::Opened { host: h, .. } if *h == host)
+                })
                 .await
                 .ok_or_else(|| {
                     RigError::Timeout(format!(

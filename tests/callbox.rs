@@ -188,7 +188,10 @@ fn events(cell: &dyn Cellular) -> Vec<CellEvent> {
         .collect()
 }
 
-async fn wait_event(cell: &dyn Cellular, pred: impl FnMut(&CellEvent) -> bool) -> CellEvent {
+async fn wait_event(
+    cell: &dyn Cellular,
+    pred: impl FnMut(&CellEvent) -> bool + Send + 'static,
+) -> CellEvent {
     cell.log()
         .wait_for(Mark(0), 20.0, pred)
         .await

@@ -31,7 +31,7 @@ async fn closed(gw: &Gateway, id: u64) -> (u64, u64) {
         .wait_for(
             redrig::drivers::Mark(0),
             WAIT,
-            |e| matches!(e, FlowEvent::Closed { id: i, .. } if *i == id),
+            move |e| matches!(e, FlowEvent::Closed { id: i, .. } if *i == id),
         )
         .await
         .expect("flow closed");

@@ -252,11 +252,10 @@ async fn udp_is_relayed_recorded_and_captured() {
     // Coverage lost: the association ends and says so.
     gw.set_coverage(false);
     gw.flows()
-        .wait_for(
-            redrig::drivers::Mark(0),
-            600.0,
-            |e| matches!(e, FlowEvent::Closed { id, .. } if *id == s.id),
-        )
+        .wait_for(redrig::drivers::Mark(0), 600.0, {
+            let sid = s.id;
+            move |e| matches!(e, FlowEvent::Closed { id, .. } if *id == sid)
+        })
         .await
         .expect("the association's end is recorded");
     let ended = gw.summaries().into_iter().find(|x| x.id == s.id).unwrap();

@@ -42,16 +42,15 @@ async fn the_watch_boots_reaches_its_backend_through_the_gateway_and_everything_
     assert!(boot.is_some(), "no boot line on the console");
 
     // The watch resolved its backend through the modem, and the gateway relayed it.
-    let host = &loaded.device.device.backend.device_endpoint.host;
+    let host = loaded.device.device.backend.device_endpoint.host.clone();
     let port = loaded.device.device.backend.device_endpoint.port;
     let opened = rig
         .gateway
         .flows()
-        .wait_for(
-            Mark(0),
-            120.0,
-            |e| matches!(e, FlowEvent::Opened { host: h, .. } if h == host),
-        )
+        .wait_for(Mark(0), 120.0, {
+            let host = host.clone();
+            move |e| matches!(e, FlowEvent::Opened { host: h, .. } if *h == host)
+        })
         .await
         .expect("the watch connected to its backend");
     let FlowEvent::Opened {
@@ -73,7 +72,7 @@ async fn the_watch_boots_reaches_its_backend_through_the_gateway_and_everything_
         .wait_for(
             Mark(0),
             60.0,
-            |e| matches!(e, FlowEvent::Detected { id: i, .. } if *i == id),
+            move |e| matches!(e, FlowEvent::Detected { id: i, .. } if *i == id),
         )
         .await
         .unwrap();
@@ -86,7 +85,7 @@ async fn the_watch_boots_reaches_its_backend_through_the_gateway_and_everything_
     let tls = flow.tls.expect("the reference watch speaks TLS");
     assert_eq!(tls.sni.as_deref(), Some(host.as_str()));
     assert!(tls.version >= 0x0303);
-    assert_eq!(rig.gateway.address_of(host), rig.gateway.resolve(host));
+    assert_eq!(rig.gateway.address_of(&host), rig.gateway.resolve(&host));
 
     // The rig reaches the parent API as the internet does (HTTPS, verified).
     assert!(rig.backend.api_is_tls());

@@ -498,7 +498,7 @@ fn modem_plays_the_network_for_a_scripted_watch() {
         );
         dev.expect("\r\n+CLCC: 1,0,3,0,0,\"+4930123456\",145\r\n");
         dev.expect(ending);
-        rt.block_on(log.wait_for(mark, WAIT, |e| {
+        rt.block_on(log.wait_for(mark, WAIT, move |e| {
             *e == CellEvent::FarEnd {
                 number: "+4930123456".into(),
                 answer: mode,

@@ -170,11 +170,10 @@ async fn an_sos_press_gives_an_alarm_frame_and_a_call_on_the_modem_line() {
     let call = rig
         .cellular
         .log()
-        .wait_for(
-            cmark,
-            60.0,
-            |e| matches!(e, CellEvent::WatchDialled { number } if *number == parent),
-        )
+        .wait_for(cmark, 60.0, {
+            let parent = parent.clone();
+            move |e| matches!(e, CellEvent::WatchDialled { number } if *number == parent)
+        })
         .await;
     assert!(
         call.is_some(),

@@ -120,7 +120,8 @@ struct Recorder {
     clock: Clock,
     log: Arc<EventLog<ConsoleLine>>,
     raw: File,
-    lines: File,
+    /// Buffered: one write per chunk read, not several per line.
+    lines: std::io::BufWriter<File>,
     splitter: LineSplitter,
     status: LineStatus,
     name: String,
@@ -136,6 +137,9 @@ impl Recorder {
                 let mut splitter = std::mem::take(&mut self.splitter);
                 splitter.push(bytes, &mut |line, cut| self.record(line, cut));
                 self.splitter = splitter;
+                // The line record is on disk after every chunk, as the raw one is.
+                let r = self.lines.flush();
+                self.check(r, "log");
             }
             ReadEvent::Closed(_) => {
                 let mut splitter = std::mem::take(&mut self.splitter);
@@ -211,7 +215,7 @@ impl SerialConsole {
             clock,
             log: log.clone(),
             raw,
-            lines,
+            lines: std::io::BufWriter::with_capacity(64 * 1024, lines),
             splitter: LineSplitter::new(),
             status: line.status(),
             name: name.to_string(),
@@ -243,8 +247,9 @@ impl SerialConsole {
         re: &Regex,
         timeout_secs: f64,
     ) -> Option<Record<ConsoleLine>> {
+        let re = re.clone();
         self.log
-            .wait_for(mark, timeout_secs, |l| re.is_match(&l.text))
+            .wait_for(mark, timeout_secs, move |l| re.is_match(&l.text))
             .await
     }
 

@@ -4,6 +4,12 @@
 //! before acting and then wait for a record after it that matches a predicate. The log
 //! keeps the most recent `capacity` records in memory (the evidence writer has the full
 //! history on disk), so a device that floods the rig cannot make it grow without bound.
+//!
+//! A wait never misses a record, however fast the device writes and however late the
+//! waiting task runs: the waiter's predicate is registered with the log and tried on
+//! every new record as it is appended, on the thread that appends it (the serial
+//! reader, for a console). So matching keeps pace with the input by construction, and
+//! eviction cannot take a record before it was examined.
 
 use crate::clock::{Clock, DeviceMs};
 use serde::Serialize;
@@ -38,6 +44,17 @@ pub struct EventLog<T> {
 struct Inner<T> {
     next_seq: u64,
     records: VecDeque<Record<T>>,
+    /// Waits in progress, each tried on every record appended.
+    waiters: Vec<Waiter<T>>,
+    next_waiter: u64,
+}
+
+type Pred<T> = Box<dyn FnMut(&T) -> bool + Send>;
+
+struct Waiter<T> {
+    id: u64,
+    pred: Pred<T>,
+    found: Option<Record<T>>,
 }
 
 impl<T: Clone> EventLog<T> {
@@ -49,6 +66,8 @@ impl<T: Clone> EventLog<T> {
             inner: Mutex::new(Inner {
                 next_seq: 0,
                 records: VecDeque::new(),
+                waiters: Vec::new(),
+                next_waiter: 0,
             }),
             notify,
             sink: Mutex::new(None),
@@ -78,6 +97,11 @@ impl<T: Clone> EventLog<T> {
             let seq = inner.next_seq;
             inner.next_seq += 1;
             record = Record { seq, t, value };
+            for w in inner.waiters.iter_mut().filter(|w| w.found.is_none()) {
+                if (w.pred)(&record.value) {
+                    w.found = Some(record.clone());
+                }
+            }
             inner.records.push_back(record.clone());
             while inner.records.len() > self.capacity {
                 inner.records.pop_front();
@@ -130,30 +154,66 @@ impl<T: Clone> EventLog<T> {
     }
 
     /// Wait until a record at or after `mark` satisfies `pred`, or until
-    /// `timeout_secs` of device time have passed. Returns the first match.
+    /// `timeout_secs` of device time have passed. Returns the first match. Records
+    /// still in memory are tried at once; every later record is tried as it is
+    /// appended (see the module documentation), so none is missed. `pred` runs on the
+    /// appending thread with the log locked: it must be quick and must not use this
+    /// log.
     pub async fn wait_for(
         &self,
         mark: Mark,
         timeout_secs: f64,
-        mut pred: impl FnMut(&T) -> bool,
+        mut pred: impl FnMut(&T) -> bool + Send + 'static,
     ) -> Option<Record<T>> {
         let deadline = self.clock.deadline(timeout_secs);
         let _w = crate::clock::Waiting::begin();
         let mut rx = self.notify.subscribe();
-        let mut from = mark;
-        loop {
-            {
-                let inner = self.inner.lock().unwrap();
-                for r in inner.records.iter().filter(|r| r.seq >= from.0) {
-                    if pred(&r.value) {
-                        return Some(r.clone());
-                    }
+        let id = {
+            let mut inner = self.inner.lock().unwrap();
+            for r in inner.records.iter().filter(|r| r.seq >= mark.0) {
+                if pred(&r.value) {
+                    return Some(r.clone());
                 }
-                from = Mark(inner.next_seq);
+            }
+            let id = inner.next_waiter;
+            inner.next_waiter += 1;
+            inner.waiters.push(Waiter {
+                id,
+                pred: Box::new(pred),
+                found: None,
+            });
+            id
+        };
+        // Unregisters the wait however it ends (found, timed out, cancelled).
+        struct Registered<'a, T> {
+            log: &'a Mutex<Inner<T>>,
+            id: u64,
+        }
+        impl<T> Drop for Registered<'_, T> {
+            fn drop(&mut self) {
+                let mut inner = self.log.lock().unwrap_or_else(|p| p.into_inner());
+                inner.waiters.retain(|w| w.id != self.id);
+            }
+        }
+        let _registered = Registered {
+            log: &self.inner,
+            id,
+        };
+        let found = || {
+            let mut inner = self.inner.lock().unwrap();
+            inner
+                .waiters
+                .iter_mut()
+                .find(|w| w.id == id)
+                .and_then(|w| w.found.take())
+        };
+        loop {
+            if let Some(r) = found() {
+                return Some(r);
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => continue,
-                _ => return None,
+                _ => return found(),
             }
         }
     }
@@ -185,6 +245,57 @@ mod tests {
     async fn times_out_in_device_time() {
         let log: EventLog<&str> = EventLog::new(clock(), 10);
         assert!(log.wait_for(log.mark(), 5.0, |_| true).await.is_none());
+    }
+
+    /// A waiter that does not run while the device floods the log still gets the
+    /// record it waits for, though it was evicted long before the waiter ran.
+    #[test]
+    fn a_starved_waiter_misses_nothing() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let log = std::sync::Arc::new(EventLog::new(clock(), 16));
+        let mark = log.mark();
+        let l2 = log.clone();
+        let l4 = log.clone();
+        rt.block_on(async move {
+            let log = l4;
+            let wait =
+                tokio::spawn(async move { l2.wait_for(mark, 3600.0, |v: &u32| *v == 5_000).await });
+            // Let the wait register, then flood from a thread while this runtime's
+            // only worker is blocked: the waiting task cannot run meanwhile.
+            tokio::task::yield_now().await;
+            let l3 = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..100_000u32 {
+                    l3.push(i);
+                }
+            })
+            .join()
+            .unwrap();
+            assert!(log.evicted_since(mark) > 90_000, "the record is long gone");
+            let r = wait.await.unwrap().expect("found");
+            assert_eq!(r.value, 5_000);
+            assert_eq!(r.seq, 5_000);
+        });
+        assert!(
+            log.inner.lock().unwrap().waiters.is_empty(),
+            "the wait is unregistered"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_wait_is_unregistered() {
+        let log: EventLog<u32> = EventLog::new(clock(), 4);
+        let r = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            log.wait_for(log.mark(), 3600.0, |_| false),
+        )
+        .await;
+        assert!(r.is_err());
+        assert!(log.inner.lock().unwrap().waiters.is_empty());
+        log.push(1);
     }
 
     #[test]

@@ -227,10 +227,11 @@ pub async fn dialled_within(
 ) -> Option<crate::drivers::eventlog::Record<crate::drivers::CellEvent>> {
     let since = world.action_at.unwrap_or(world.started);
     let log = world.rig().cellular.log();
+    let number = number.to_string();
     log.wait_for(
         log.mark_since(since),
         secs as f64,
-        |e| matches!(e, crate::drivers::CellEvent::WatchDialled { number: n } if n == number),
+        move |e| matches!(e, crate::drivers::CellEvent::WatchDialled { number: n } if *n == number),
     )
     .await
 }

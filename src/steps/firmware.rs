@@ -71,8 +71,9 @@ async fn boot_after_flash(world: &mut RigWorld, secs: u32) -> Result<Option<Boot
     let log = world.rig().console.log();
     let mark = log.mark();
     world.rig().power.set(true).await?;
+    let matcher = pattern.clone();
     let booted = log
-        .wait_for(mark, secs as f64, |l| pattern.is_match(&l.text))
+        .wait_for(mark, secs as f64, move |l| matcher.is_match(&l.text))
         .await;
     world.rig().power.set(false).await?;
     Ok(Some(booted.map(|line| {
@@ -181,7 +182,7 @@ async fn no_shell(world: &mut RigWorld, secs: u32) -> StepResult {
         .rig()
         .console
         .log()
-        .wait_for(mark, secs as f64, |l| prompt.is_match(&l.text))
+        .wait_for(mark, secs as f64, move |l| prompt.is_match(&l.text))
         .await
     {
         Some(line) => device_fail(format!(
@@ -397,11 +398,14 @@ async fn runs_version(
                 .rig()
                 .console
                 .log()
-                .wait_for(mark, 5.0, |l| {
-                    pattern
-                        .captures(&l.text)
-                        .and_then(|c| c.name("version"))
-                        .is_some_and(|v| v.as_str() == version)
+                .wait_for(mark, 5.0, {
+                    let (pattern, version) = (pattern.clone(), version.to_string());
+                    move |l| {
+                        pattern
+                            .captures(&l.text)
+                            .and_then(|c| c.name("version"))
+                            .is_some_and(|v| v.as_str() == version)
+                    }
                 })
                 .await;
             if let Some(line) = line {

@@ -590,7 +590,7 @@ async fn geofence_alert(world: &mut RigWorld, secs: u32) -> StepResult {
         .map_or(0.0, |e| e.saturating_sub(world.now()) as f64 / 1000.0);
     let left = gnss
         .fed()
-        .wait_for(mark, route_secs + 5.0, |f| {
+        .wait_for(mark, route_secs + 5.0, move |f| {
             f.fix
                 .is_some_and(|p| geo::distance_m(p.lat, p.lon, lat, lon) > radius)
         })

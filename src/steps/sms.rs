@@ -177,11 +177,12 @@ async fn replay_sms(world: &mut RigWorld) -> StepResult {
 async fn reply_to(world: &RigWorld, to: &str, secs: u32) -> Option<(f64, String)> {
     let since = world.action_at.unwrap_or(world.started);
     let log = world.rig().cellular.log();
+    let to = to.to_string();
     let r = log
         .wait_for(
             log.mark_since(since),
             secs as f64,
-            |e| matches!(e, CellEvent::SmsFromWatch { to: t, .. } if t == to),
+            move |e| matches!(e, CellEvent::SmsFromWatch { to: t, .. } if *t == to),
         )
         .await?;
     let CellEvent::SmsFromWatch { text, .. } = r.value else {
@@ -226,11 +227,10 @@ async fn no_connection_to(world: &mut RigWorld, host: String, secs: u32) -> Step
     let since = world.action_at.unwrap_or(world.started);
     let flows = world.rig().gateway.flows();
     match flows
-        .wait_for(
-            flows.mark_since(since),
-            secs as f64,
-            |e| matches!(e, FlowEvent::Opened { host: h, .. } if h.eq_ignore_ascii_case(&host)),
-        )
+        .wait_for(flows.mark_since(since), secs as f64, {
+            let host = host.clone();
+            move |e| matches!(e, FlowEvent::Opened { host: h, .. } if h.eq_ignore_ascii_case(&host))
+        })
         .await
     {
         Some(r) => {
@@ -335,7 +335,10 @@ async fn factory_reset(world: &mut RigWorld) -> StepResult {
         .rig()
         .console
         .log()
-        .wait_for(mark, boot_timeout, |l| pattern.is_match(&l.text))
+        .wait_for(mark, boot_timeout, {
+            let pattern = pattern.clone();
+            move |l| pattern.is_match(&l.text)
+        })
         .await
     else {
         return device_fail(format!(
@@ -346,11 +349,10 @@ async fn factory_reset(world: &mut RigWorld) -> StepResult {
     // Back on its backend: a new connection after the restart, then online again.
     let flows = world.rig().gateway.flows();
     if flows
-        .wait_for(
-            flows.mark_since(line.t),
-            step_timeout,
-            |e| matches!(e, FlowEvent::Opened { host: h, .. } if *h == host),
-        )
+        .wait_for(flows.mark_since(line.t), step_timeout, {
+            let host = host.clone();
+            move |e| matches!(e, FlowEvent::Opened { host: h, .. } if *h == host)
+        })
         .await
         .is_none()
     {
@@ -384,11 +386,10 @@ async fn calls_no_parent(world: &mut RigWorld, secs: u32) -> StepResult {
     let since = world.action_at.unwrap_or(world.started);
     let log = world.rig().cellular.log();
     let dialled = log
-        .wait_for(
-            log.mark_since(since),
-            secs as f64,
-            |e| matches!(e, CellEvent::WatchDialled { number } if parents.contains(number)),
-        )
+        .wait_for(log.mark_since(since), secs as f64, {
+            let parents = parents.clone();
+            move |e| matches!(e, CellEvent::WatchDialled { number } if parents.contains(number))
+        })
         .await;
     let _ = world.rig().cellular.hang_up().await;
     match dialled.map(|r| r.value) {
