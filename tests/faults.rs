@@ -222,6 +222,9 @@ fn disturbed_run(
     disturb(pid, out.path());
     let (code, stderr) = wait_exit(&mut child, Duration::from_secs(600));
     assert_eq!(leftovers(pid), Vec::<String>::new(), "left behind");
+    // The rig is free again (its lock file stays by design; the lock is released).
+    redrig::lock::acquire(&redrig::lock::default_lock_dir(), name)
+        .unwrap_or_else(|e| panic!("the rig's lock is still held after the run: {e}"));
     let s = scenarios(out.path());
     assert!(
         s.iter().all(|s| s.verdict != "fail"),
