@@ -185,9 +185,48 @@ pub struct Lab {
     /// the simulators is tied to); dropping this sender ends it.
     spawner: std::sync::Mutex<Option<mpsc::Sender<SpawnJob>>>,
     keeper: Option<std::thread::JoinHandle<()>>,
-    /// Watch simulators started again after they died ([`Lab::restart_watch`]).
+    /// Watch simulators started again after they died ([`Lab::restart_watch_begin`]).
     restarts: AtomicU64,
+    /// The watch's pid and state directory, for the watchdog.
+    watched: std::sync::Arc<std::sync::Mutex<Option<(u32, PathBuf)>>>,
+    /// Removes a dead watch's serial-line links at once (see [`watchdog`]).
+    watchdog: Option<(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
     stopped: bool,
+}
+
+/// While the lab runs: as soon as the watch simulator is seen dead (every 100 ms),
+/// remove the serial-line links (`*.tty`) in its state directory. A dead watch's
+/// `/dev/pts/N` numbers are free for any other process to get; the rig's lines try
+/// to open their paths again every 200 ms, and must not reach someone else's
+/// terminal through a link left behind.
+fn watchdog(
+    watched: std::sync::Arc<std::sync::Mutex<Option<(u32, PathBuf)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        let w = watched.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some((pid, dir)) = w else {
+            continue;
+        };
+        if exit_status_nowait(pid).is_none() {
+            continue;
+        }
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let is_link = e.file_type().map(|t| t.is_symlink()).unwrap_or(false);
+            if is_link && e.path().extension().is_some_and(|x| x == "tty") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        // Once per death: the next restart names the new watch.
+        let mut slot = watched.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().map(|(p, _)| *p) == Some(pid) {
+            *slot = None;
+        }
+    }
 }
 
 impl std::fmt::Debug for Lab {
@@ -493,6 +532,8 @@ impl Lab {
             spawner: std::sync::Mutex::new(None),
             keeper: None,
             restarts: AtomicU64::new(0),
+            watched: std::sync::Arc::new(std::sync::Mutex::new(None)),
+            watchdog: None,
             stopped: false,
         };
         // From here on, an error return drops `lab`, which stops what was started
@@ -560,6 +601,24 @@ impl Lab {
                 Err(e) => return Err(e),
             }
         }
+
+        if let Some(w) = lab
+            .procs
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|p| p.kind == LabProcessKind::Watch)
+        {
+            *lab.watched.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((w.child.id(), w.state_dir.clone()));
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (w2, s2) = (lab.watched.clone(), stop.clone());
+        let dog = std::thread::Builder::new()
+            .name("redrig-lab-watchdog".into())
+            .spawn(move || watchdog(w2, s2))
+            .map_err(|e| RigError::Lab(format!("cannot start the lab watchdog thread: {e}")))?;
+        lab.watchdog = Some((stop, dog));
 
         // Wait for both manifests.
         let deadline = Instant::now() + spec.start_timeout;
@@ -709,14 +768,14 @@ impl Lab {
 
     /// Start the watch simulator again if it died (the bench's equivalent of
     /// re-seating a device that fell off the rig): reap it, empty its state
-    /// directory, start the same command with the same arguments, and wait (bounded)
-    /// for its `wires.json`. The new watch must publish the same wires (the built-in
-    /// one publishes links in its state directory, so it does); the instruments then
-    /// open them again by themselves. Its flash is empty or factory-fresh: the
-    /// strategy re-flashes. `Ok(false)` when the watch is running. A dead cloud is not
-    /// restarted (its addresses are ephemeral and the gateway routes to them): that
-    /// stays an error.
-    pub fn restart_watch(&self, timeout: Duration) -> RigResult<bool> {
+    /// directory and start the same command with the same arguments; then poll
+    /// [`Lab::restart_watch_ready`]. The new watch must publish the same wires (the
+    /// built-in one publishes links in its state directory, so it does); the
+    /// instruments then open them again by themselves. Its flash is empty or
+    /// factory-fresh: the strategy re-flashes. `Ok(false)` when the watch is running.
+    /// A dead cloud is not restarted (its addresses are ephemeral and the gateway
+    /// routes to them): that stays an error. Quick: it does not wait for the wires.
+    pub fn restart_watch_begin(&self) -> RigResult<bool> {
         if self.stopped {
             return Err(RigError::Lab("the lab is stopped".into()));
         }
@@ -735,6 +794,7 @@ impl Lab {
         if !p.reaped && exit_status_nowait(p.child.id()).is_none() {
             return Ok(false);
         }
+        *self.watched.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if !p.reaped {
             // Clear out the rest of its group while the leader is unreaped, then reap.
             signal_group(p.child.id(), libc::SIGKILL);
@@ -749,32 +809,38 @@ impl Lab {
         let (argv, extra, stderr) = (p.argv.clone(), p.extra.clone(), p.stderr_path.clone());
         let child = self.spawn(LabProcessKind::Watch, &argv, &extra, &stderr)?;
         let p = &mut procs[i];
+        *self.watched.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((child.id(), p.state_dir.clone()));
         p.child = child;
         p.reaped = false;
         self.restarts.fetch_add(1, Ordering::SeqCst);
-        let deadline = Instant::now() + timeout;
-        let manifest = loop {
-            match read_manifest(&p.state_dir) {
-                Ok(Some(m)) => break m,
-                Ok(None) => {}
-                Err(e) => {
+        Ok(true)
+    }
+
+    /// Whether a watch restarted by [`Lab::restart_watch_begin`] has published its
+    /// wires: `Ok(true)` ready with the same wires as before, `Ok(false)` not yet,
+    /// `Err` when it exited again, wrote an unreadable manifest or other wires.
+    pub fn restart_watch_ready(&self) -> RigResult<bool> {
+        let procs = self.procs_now();
+        let Some(p) = procs.iter().find(|p| p.kind == LabProcessKind::Watch) else {
+            return Ok(true);
+        };
+        let manifest = match read_manifest(&p.state_dir) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                if let Some(status) = exit_status_nowait(p.child.id()) {
                     return Err(RigError::Lab(format!(
-                        "the restarted watch simulator wrote an unreadable manifest: {e}"
-                    )))
+                        "the restarted watch simulator exited ({status}) before its wires were ready; its stderr ends with:\n{}",
+                        read_tail(&p.stderr_path)
+                    )));
                 }
+                return Ok(false);
             }
-            if let Some(status) = exit_status_nowait(p.child.id()) {
+            Err(e) => {
                 return Err(RigError::Lab(format!(
-                    "the restarted watch simulator exited ({status}) before its wires were ready; its stderr ends with:\n{}",
-                    read_tail(&p.stderr_path)
-                )));
+                    "the restarted watch simulator wrote an unreadable manifest: {e}"
+                )))
             }
-            if Instant::now() >= deadline {
-                return Err(RigError::Lab(format!(
-                    "the restarted watch simulator did not write its wires within {timeout:?}"
-                )));
-            }
-            std::thread::sleep(POLL);
         };
         let wdir = p.state_dir.clone();
         let same = check_header(&manifest, LabProcessKind::Watch).is_ok()
@@ -877,6 +943,10 @@ impl Lab {
                 problems.push(format!("reaping the {} simulator: {e}", p.kind.name()));
             }
             p.reaped = true;
+        }
+        if let Some((stop, dog)) = self.watchdog.take() {
+            stop.store(true, Ordering::SeqCst);
+            let _ = dog.join();
         }
         *self.spawner.get_mut().unwrap_or_else(|p| p.into_inner()) = None;
         if let Some(handle) = self.keeper.take() {

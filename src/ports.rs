@@ -21,7 +21,31 @@ pub fn resolve(port: &str) -> RigResult<String> {
     }
     let selector = UsbSelector::parse(port).map_err(RigError::Config)?;
     let adapters = serial_id::scan_system();
-    serial_id::resolve(&selector, &adapters)
+    let node = serial_id::resolve(&selector, &adapters)
         .map(|p| p.to_string_lossy().into_owned())
-        .map_err(|e| RigError::instrument(port, e.to_string()))
+        .map_err(|e| RigError::instrument(port, e.to_string()))?;
+    RESOLVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(node.clone(), port.to_string());
+    Ok(node)
+}
+
+/// Device nodes resolved from selectors, and the selector each came from.
+static RESOLVED: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The node to open again for a line that was opened at `node`: when `node` came
+/// from a selector, the selector resolved anew (an adapter plugged in again may get
+/// another `/dev/ttyUSBn`); otherwise `node` itself.
+pub fn reresolve(node: &str) -> RigResult<String> {
+    let selector = RESOLVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(node)
+        .cloned();
+    match selector {
+        Some(s) => resolve(&s),
+        None => Ok(node.to_string()),
+    }
 }

@@ -78,6 +78,47 @@ pub struct Rig {
     pub journal: Arc<crate::journal::Journal>,
     lab: Option<Lab>,
     parts: Parts,
+    /// Tasks journalling each serial line's losses and returns.
+    monitors: Monitors,
+}
+
+/// Aborted when dropped.
+struct Monitors(Vec<tokio::task::AbortHandle>);
+
+impl Drop for Monitors {
+    fn drop(&mut self) {
+        for m in &self.0 {
+            m.abort();
+        }
+    }
+}
+
+/// Journal every loss and return of a serial line (`"kind": "instrument"`).
+fn monitor_line(
+    name: &str,
+    status: crate::drivers::serial::LineStatus,
+    journal: Arc<crate::journal::Journal>,
+    clock: Clock,
+) -> tokio::task::AbortHandle {
+    let name = name.to_string();
+    tokio::spawn(async move {
+        loop {
+            status.wait_lost(true).await;
+            let detail = status.error().map(|e| e.to_string()).unwrap_or_default();
+            journal.record(
+                clock.now(),
+                "instrument",
+                serde_json::json!({ "instrument": name, "state": "lost", "detail": detail }),
+            );
+            status.wait_lost(false).await;
+            journal.record(
+                clock.now(),
+                "instrument",
+                serde_json::json!({ "instrument": name, "state": "back" }),
+            );
+        }
+    })
+    .abort_handle()
 }
 
 /// Refuse, before anything is started, a `probe-rs` instrument whose probe selector
@@ -360,6 +401,16 @@ impl Rig {
             debug,
             backend,
             gateway,
+            monitors: Monitors(
+                [
+                    ("console", Some(console.status())),
+                    ("gnss", gnss_part.as_ref().map(|g| g.status())),
+                    ("modem", modem.as_ref().map(|m| m.status())),
+                ]
+                .into_iter()
+                .filter_map(|(n, s)| Some(monitor_line(n, s?, journal.clone(), clock)))
+                .collect(),
+            ),
             journal,
             lab,
             parts: Parts {
@@ -383,21 +434,29 @@ impl Rig {
     /// A scenario during which this grew, or at whose end [`Rig::check`] fails, has
     /// no trustworthy verdict.
     pub fn fault_count(&self) -> u64 {
-        let mut n = self.lab.as_ref().map(|l| l.restarts()).unwrap_or(0);
+        self.fault_counts().iter().map(|(_, n)| n).sum()
+    }
+
+    /// [`Rig::fault_count`] by instrument (`console`, `gnss`, `modem`, `gpio`,
+    /// `watch simulator restarts`).
+    pub fn fault_counts(&self) -> Vec<(&'static str, u64)> {
+        let mut v = Vec::new();
+        for (name, status) in [
+            ("console", self.parts.console.as_ref().map(|c| c.status())),
+            ("gnss", self.parts.gnss.as_ref().map(|g| g.status())),
+            ("modem", self.parts.modem.as_ref().map(|m| m.status())),
+        ] {
+            if let Some(s) = status {
+                v.push((name, s.losses()));
+            }
+        }
         if let Some(g) = &self.parts.virtual_gpio {
-            n += g.losses();
+            v.push(("gpio", g.losses()));
         }
-        for status in [
-            self.parts.console.as_ref().map(|c| c.status()),
-            self.parts.gnss.as_ref().map(|g| g.status()),
-            self.parts.modem.as_ref().map(|m| m.status()),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            n += status.losses();
+        if let Some(l) = &self.lab {
+            v.push(("watch simulator restarts", l.restarts()));
         }
-        n
+        v
     }
 
     /// `Err` when an instrument, the gateway's evidence or a lab process failed
@@ -445,8 +504,10 @@ impl Rig {
             journal,
             mut lab,
             parts,
+            monitors,
             ..
         } = self;
+        drop(monitors);
         let mut first: Option<RigError> = None;
         let mut keep = |r: RigResult<()>| {
             if let Err(e) = r {

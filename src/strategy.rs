@@ -62,6 +62,9 @@ pub struct Strategy {
     parent_token: Option<String>,
     /// The rig's fault count when the device's state was last established.
     faults_seen: u64,
+    /// The last recovery after an instrument fault: the fault count when it began
+    /// and when the instruments were back.
+    last_recovery: Option<(u64, u64)>,
     pub transitions: Vec<Transition>,
 }
 
@@ -89,6 +92,7 @@ impl Strategy {
             flashed_sha: None,
             parent_token: None,
             faults_seen: 0,
+            last_recovery: None,
             transitions: Vec::new(),
         }
     }
@@ -98,10 +102,10 @@ impl Strategy {
         self.powered_on_at
     }
 
-    /// The rig's fault count when the strategy last re-established the device's
-    /// state after an instrument fault ([`Rig::fault_count`]).
-    pub fn faults_seen(&self) -> u64 {
-        self.faults_seen
+    /// The last recovery after an instrument fault: the rig's fault count
+    /// ([`Rig::fault_count`]) when it began and when the instruments were back.
+    pub fn last_recovery(&self) -> Option<(u64, u64)> {
+        self.last_recovery
     }
 
     /// A scenario flashed other firmware: the next bring-up must re-flash.
@@ -139,31 +143,34 @@ impl Strategy {
             let since = std::time::Instant::now();
             // A watch simulator that died is started again (the lab's equivalent of
             // re-seating a device); its wires come back under the same names.
+            // Spawning is quick; the wait for its wires is polled here, so an
+            // interrupt of the run is not held up.
             if let Some(lab) = rig.lab() {
-                if lab.exited().is_some() {
-                    let restart = || lab.restart_watch(crate::lab::DEFAULT_START_TIMEOUT);
-                    let restarted =
-                        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-                            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                                tokio::task::block_in_place(restart)
-                            }
-                            _ => restart(),
-                        }?;
-                    if restarted {
-                        self.enter(
-                            &clock,
-                            DeviceState::Unknown,
-                            "the watch simulator had died: started again",
-                        );
+                if lab.exited().is_some() && lab.restart_watch_begin()? {
+                    while !lab.restart_watch_ready()? {
+                        if since.elapsed() >= crate::lab::DEFAULT_START_TIMEOUT {
+                            return Err(RigError::Lab(format!(
+                                "the restarted watch simulator did not write its wires within {:?}",
+                                crate::lab::DEFAULT_START_TIMEOUT
+                            )));
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     }
+                    self.enter(
+                        &clock,
+                        DeviceState::Unknown,
+                        "the watch simulator had died: started again",
+                    );
                 }
             }
+            let waited = std::time::Instant::now();
             while let Err(e) = rig.check() {
-                if since.elapsed() >= RECOVERY_WAIT {
+                if waited.elapsed() >= RECOVERY_WAIT {
                     return Err(e);
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
+            self.last_recovery = Some((faults, rig.fault_count()));
             self.faults_seen = rig.fault_count();
             self.flashed_sha = None;
             self.parent_token = None;

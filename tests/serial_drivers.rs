@@ -707,7 +707,16 @@ fn a_line_unplugged_and_plugged_in_again_is_opened_again() {
     assert!(status.error().is_none());
     pty.unplug();
     wait("closed");
-    assert!(status.error().is_some(), "lost while unplugged");
+    // The loss is marked right after the consumer has heard of it.
+    let start = Instant::now();
+    while status.error().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never marked lost"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!link.exists(), "the link goes with the unplugged line");
     assert!(
         line.writer()
             .write_blocking(b"x", Duration::from_millis(100))
@@ -723,5 +732,17 @@ fn a_line_unplugged_and_plugged_in_again_is_opened_again() {
     line.writer()
         .write_blocking(b"to the device", Duration::from_secs(2))
         .unwrap();
+    let mut got = Vec::new();
+    rt.block_on(async {
+        let mut buf = [0u8; 64];
+        while got.len() < 13 {
+            let n = tokio::time::timeout(Duration::from_secs(20), pty.read(&mut buf))
+                .await
+                .expect("the write reached the plugged-in line")
+                .unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+    });
+    assert_eq!(got, b"to the device");
     line.close();
 }

@@ -123,6 +123,8 @@ struct Recorder {
     /// Buffered: one write per chunk read, not several per line.
     lines: std::io::BufWriter<File>,
     splitter: LineSplitter,
+    /// Lines of the chunk being read, made visible once they are on disk.
+    pending: Vec<(DeviceMs, ConsoleLine)>,
     status: LineStatus,
     name: String,
     evidence_ok: bool,
@@ -137,16 +139,15 @@ impl Recorder {
                 let mut splitter = std::mem::take(&mut self.splitter);
                 splitter.push(bytes, &mut |line, cut| self.record(line, cut));
                 self.splitter = splitter;
-                // The line record is on disk after every chunk, as the raw one is.
-                let r = self.lines.flush();
-                self.check(r, "log");
+                self.publish();
             }
             ReadEvent::Closed(_) => {
                 let mut splitter = std::mem::take(&mut self.splitter);
                 splitter.flush(&mut |line, cut| self.record(line, cut));
                 self.splitter = splitter;
-                let r = self.raw.flush().and_then(|_| self.lines.flush());
+                let r = self.raw.flush();
                 self.check(r, "flush");
+                self.publish();
             }
             // The raw file stays the exact byte record: losses and returns of the
             // port are in the run's fault record, not in the device's output.
@@ -165,7 +166,17 @@ impl Recorder {
             log_text(&text)
         );
         self.check(r, "log");
-        self.log.push_at(t, ConsoleLine { text, cut });
+        self.pending.push((t, ConsoleLine { text, cut }));
+    }
+
+    /// Write the chunk's lines to the line record in one go, then hand them to the
+    /// event log: a line a step sees is already in the evidence.
+    fn publish(&mut self) {
+        let r = self.lines.flush();
+        self.check(r, "log");
+        for (t, line) in self.pending.drain(..) {
+            self.log.push_at(t, line);
+        }
     }
 
     fn check(&mut self, r: std::io::Result<()>, what: &str) {
@@ -216,6 +227,7 @@ impl SerialConsole {
             log: log.clone(),
             raw,
             lines: std::io::BufWriter::with_capacity(64 * 1024, lines),
+            pending: Vec::new(),
             splitter: LineSplitter::new(),
             status: line.status(),
             name: name.to_string(),

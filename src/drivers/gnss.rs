@@ -366,6 +366,7 @@ impl Pacer {
         let mut next_epoch = self.aligned_after(self.clock.now_f64());
         // The feed the last burst came from: a replay (recording, index) or the scene.
         let mut was_replay = false;
+        let mut was_lost = false;
         loop {
             // What is due next, and when. The content of a scene epoch is decided
             // when it is due, so a change applied in between is in it.
@@ -403,6 +404,19 @@ impl Pacer {
             // While the line is lost (port gone, waiting to be opened again) epochs
             // are not written; the pacing goes on, so feeding resumes on time.
             let lost = self.status.error().is_some();
+            if lost != was_lost {
+                let t = self.clock.now();
+                let note = if lost {
+                    "# line lost: epochs are not written until it is back"
+                } else {
+                    "# line back: epochs are written again"
+                };
+                if writeln!(self.evidence, "{t} {note}").is_err() {
+                    self.status.fail("evidence gnss.nmea: write failed");
+                    return;
+                }
+                was_lost = lost;
+            }
             let burst = match &replay {
                 Some((rec, start, i)) => {
                     was_replay = true;

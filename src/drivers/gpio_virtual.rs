@@ -244,9 +244,9 @@ impl Inner {
                     Err(e) => break format!("GPIO event connection: {e}"),
                 }
             };
-            self.evidence("!!", reason.as_bytes()).await;
-            *self.broken.lock().unwrap() = Some(reason);
             self.losses.fetch_add(1, Ordering::SeqCst);
+            *self.broken.lock().unwrap() = Some(reason.clone());
+            self.evidence("!!", reason.as_bytes()).await;
             // The request connection went with it.
             *self.req.lock().await = None;
             loop {

@@ -16,7 +16,10 @@
 //! is usable again. Every loss is counted ([`LineStatus::losses`]): a scenario during
 //! which a line was lost cannot have a trustworthy verdict, however it ended. A path
 //! that names a kernel device directly (`/dev/ttyUSB0`) may come back under another
-//! name after a replug; only stable names are reliably reopened.
+//! name after a replug: a port configured by a `usb:` selector is resolved anew on
+//! every attempt, one named by a kernel node is not. While the line is lost the rig
+//! holds no descriptor of the old port (so the kernel can give the adapter its old
+//! number back).
 
 use crate::error::{RigError, RigResult};
 use serialport::TTYPort;
@@ -100,11 +103,32 @@ impl LineStatus {
         self.inner.failed.send_replace(true);
     }
 
-    /// Mark the line lost (the port went away; it may come back).
+    /// Mark the line lost (the port went away; it may come back). Counted once per
+    /// loss, however often it is reported.
     pub fn lose(&self, detail: impl std::fmt::Display) {
-        *lock(&self.inner.lost) = Some(detail.to_string());
-        self.inner.losses.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut lost = lock(&self.inner.lost);
+            if lost.is_none() {
+                self.inner.losses.fetch_add(1, Ordering::SeqCst);
+            }
+            *lost = Some(detail.to_string());
+        }
         self.inner.failed.send_replace(true);
+    }
+
+    /// Whether the line is lost now (not failed for good).
+    pub fn is_lost(&self) -> bool {
+        lock(&self.inner.lost).is_some()
+    }
+
+    /// Wait until the line is lost (`true`) or back (`false`).
+    pub async fn wait_lost(&self, lost: bool) {
+        let mut rx = self.inner.failed.subscribe();
+        while self.is_lost() != lost {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// The port is back: clear the loss (not a failure for good).
@@ -146,7 +170,8 @@ impl LineStatus {
 /// The writing side of a line. Clones share the port and serialise writes.
 #[derive(Clone)]
 pub struct SerialWriter {
-    port: Arc<Mutex<TTYPort>>,
+    /// `None` while the line is lost.
+    port: Arc<Mutex<Option<TTYPort>>>,
     status: LineStatus,
 }
 
@@ -160,14 +185,23 @@ impl SerialWriter {
             return Err(e);
         }
         let end = Instant::now() + deadline;
-        let mut port = lock(&self.port);
+        let mut guard = lock(&self.port);
+        let Some(port) = guard.as_mut() else {
+            return Err(RigError::instrument(
+                self.status.instrument(),
+                "the port is gone (waiting for it to come back)",
+            ));
+        };
         let mut done = 0;
         while done < bytes.len() {
             match port.write(&bytes[done..]) {
+                // A port that is gone is noticed (and reopened) by the reader; the
+                // writer only reports.
                 Ok(0) => {
-                    let e = "write returned 0 bytes";
-                    self.status.lose(e);
-                    return Err(RigError::instrument(self.status.instrument(), e));
+                    return Err(RigError::instrument(
+                        self.status.instrument(),
+                        "write returned 0 bytes",
+                    ));
                 }
                 Ok(n) => done += n,
                 Err(e)
@@ -189,9 +223,10 @@ impl SerialWriter {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(e) => {
-                    let detail = format!("write failed: {e}");
-                    self.status.lose(&detail);
-                    return Err(RigError::instrument(self.status.instrument(), detail));
+                    return Err(RigError::instrument(
+                        self.status.instrument(),
+                        format!("write failed: {e}"),
+                    ));
                 }
             }
         }
@@ -232,7 +267,7 @@ impl SerialLine {
             path: path.to_string(),
             baud,
             writer: SerialWriter {
-                port: Arc::new(Mutex::new(port)),
+                port: Arc::new(Mutex::new(Some(port))),
                 status: status.clone(),
             },
             status,
@@ -279,8 +314,9 @@ impl SerialLine {
         Ok(())
     }
 
-    /// Stop the reader and wait for its thread (blocking, at most one read slice or
-    /// one reopen period, plus the callback in progress). Not for async code; dropping also stops it.
+    /// Stop the reader and wait for its thread (blocking: one read slice or one
+    /// reopen period, plus the callback in progress, which may wait for a write in
+    /// progress on the same line, at most its deadline). Not for async code; dropping also stops it.
     pub fn close(&self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(h) = lock(&self.thread).take() {
@@ -326,7 +362,7 @@ fn open_port(path: &str, baud: u32) -> RigResult<(TTYPort, TTYPort)> {
 struct Reopen {
     path: String,
     baud: u32,
-    writer_port: Arc<Mutex<TTYPort>>,
+    writer_port: Arc<Mutex<Option<TTYPort>>>,
 }
 
 fn reader_thread<F>(
@@ -361,17 +397,25 @@ fn reader_thread<F>(
             // and dies leaves them readable after the hang-up.
             drain(&port, &mut buf, &mut on_event);
             let err = RigError::instrument(status.instrument(), &failure);
-            status.lose(&failure);
+            // The consumer records what it still holds (a last line without its end)
+            // before anyone waiting on the line hears that it is lost.
             on_event(ReadEvent::Closed(&err));
+            status.lose(&failure);
+            // Hold nothing of the old port while it is gone.
             drop(port);
-            // Open the same path again until it is back or the line is closed.
+            *lock(&reopen.writer_port) = None;
+            // Open it again (a selector resolved anew) until it is back or the line
+            // is closed.
             port = loop {
                 std::thread::sleep(REOPEN_PERIOD);
                 if stop.load(Ordering::SeqCst) {
                     return;
                 }
-                if let Ok((w, r)) = open_port(&reopen.path, reopen.baud) {
-                    *lock(&reopen.writer_port) = w;
+                let Ok(node) = crate::ports::reresolve(&reopen.path) else {
+                    continue;
+                };
+                if let Ok((w, r)) = open_port(&node, reopen.baud) {
+                    *lock(&reopen.writer_port) = Some(w);
                     break r;
                 }
             };

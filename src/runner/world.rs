@@ -97,6 +97,8 @@ pub struct RigWorld {
     pub cleanups: Vec<Cleanup>,
     /// The rig's fault count when the scenario started ([`Rig::fault_count`]).
     pub faults_at_start: u64,
+    /// The same by instrument ([`Rig::fault_counts`]), to name what failed.
+    pub fault_counts_at_start: Vec<(&'static str, u64)>,
 }
 
 /// One undo action, run by the runner after the scenario (see [`RigWorld::cleanups`]).
@@ -154,7 +156,8 @@ impl RigWorld {
             .clone()
             .ok_or_else(|| RigError::Other("no run context installed".into()))?;
         let started = ctx.clock.now();
-        let faults_at_start = ctx.rig.fault_count();
+        let fault_counts_at_start = ctx.rig.fault_counts();
+        let faults_at_start = fault_counts_at_start.iter().map(|(_, n)| n).sum();
         Ok(RigWorld {
             ctx,
             started,
@@ -166,6 +169,7 @@ impl RigWorld {
             scratch: HashMap::new(),
             cleanups: Vec::new(),
             faults_at_start,
+            fault_counts_at_start,
         })
     }
 
@@ -177,18 +181,37 @@ impl RigWorld {
     pub async fn rig_fault(&self) -> Option<String> {
         let rig = &self.ctx.rig;
         let now = rig.check().err();
-        let baseline = self
-            .faults_at_start
-            .max(self.ctx.strategy.lock().await.faults_seen());
+        // A recovery that began with no fault newer than the scenario's start
+        // recovered from faults before it; what it counted up to its end is excused.
+        // One that began after a fault in the scenario excuses nothing.
+        let baseline = match self.ctx.strategy.lock().await.last_recovery() {
+            Some((began, done)) if began <= self.faults_at_start => self.faults_at_start.max(done),
+            _ => self.faults_at_start,
+        };
         let lost = rig.fault_count().saturating_sub(baseline);
+        // Which instruments: those whose count grew since the scenario began.
+        let which: Vec<String> = rig
+            .fault_counts()
+            .into_iter()
+            .filter_map(|(name, n)| {
+                let before = self
+                    .fault_counts_at_start
+                    .iter()
+                    .find(|(b, _)| *b == name)
+                    .map_or(0, |(_, b)| *b);
+                (n > before).then(|| format!("{name} ×{}", n - before))
+            })
+            .collect();
         match (lost, now) {
             (0, None) => None,
             (0, Some(e)) => Some(format!("an instrument is faulty: {e}")),
             (n, None) => Some(format!(
-                "{n} instrument connection(s) lost during the scenario (since restored)"
+                "{n} instrument connection(s) lost during the scenario ({}), since restored",
+                which.join(", ")
             )),
             (n, Some(e)) => Some(format!(
-                "{n} instrument connection(s) lost during the scenario: {e}"
+                "{n} instrument connection(s) lost during the scenario ({}): {e}",
+                which.join(", ")
             )),
         }
     }
