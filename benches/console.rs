@@ -69,7 +69,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
-use support::{percentile, target_dir};
+use support::{percentile, write_figures};
 
 const SEED: u64 = 0x7265_6472_6967_c0de;
 /// Bytes handed to one `write()` on the master.
@@ -1018,14 +1018,7 @@ fn main() {
         "ratio_rig_raw_by_round": rounds_raw,
         "ratio_rig_pexpect_by_round": rounds_pexpect,
     });
-    let out = target_dir().join("bench-console.json");
-    match std::fs::write(
-        &out,
-        serde_json::to_string_pretty(&report).expect("JSON") + "\n",
-    ) {
-        Ok(()) => println!("  written to {}", out.display()),
-        Err(e) => eprintln!("cannot write {}: {e}", out.display()),
-    }
+    write_figures("bench-console.json", &report);
     if failed {
         eprintln!("console bench FAILED: a column did not see every marker or lost evidence");
         std::process::exit(1);

@@ -29,7 +29,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::{percentile, target_dir};
+use support::{percentile, write_figures};
 
 const ECHO_HOST: &str = "echo.bench.example";
 const SINK_HOST: &str = "sink.bench.example";
@@ -385,14 +385,7 @@ fn main() {
             "other": other_bytes,
         },
     });
-    let out = target_dir().join("bench-gateway.json");
-    match std::fs::write(
-        &out,
-        serde_json::to_string_pretty(&report).expect("JSON") + "\n",
-    ) {
-        Ok(()) => println!("  written to {}", out.display()),
-        Err(e) => eprintln!("cannot write {}: {e}", out.display()),
-    }
+    write_figures("bench-gateway.json", &report);
     drop(gw);
     drop(rt);
     if let Err(e) = evidence.close() {

@@ -59,7 +59,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::{percentile, target_dir};
+use support::{percentile, write_figures};
 
 const RATE_HZ: u32 = 10;
 const BAUD: u32 = 115_200;
@@ -726,14 +726,7 @@ fn main() {
         "target_p99_ms": TARGET_P99_MS,
         "target_met": met,
     });
-    let out = target_dir().join("bench-gnss-jitter.json");
-    match std::fs::write(
-        &out,
-        serde_json::to_string_pretty(&report).expect("JSON") + "\n",
-    ) {
-        Ok(()) => println!("  written to {}", out.display()),
-        Err(e) => eprintln!("cannot write {}: {e}", out.display()),
-    }
+    write_figures("bench-gnss-jitter.json", &report);
     if let Err(e) = tmp.close() {
         eprintln!("cannot remove the temporary directory: {e}");
     }

@@ -65,7 +65,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use support::target_dir;
+use support::write_figures;
 
 /// Least-squares slope over the second half (KiB per device hour) below which the
 /// soak is called flat: under 2.4 MiB a device day.
@@ -971,12 +971,5 @@ fn main() {
         "simulators_left_running": survivors,
         "samples": samples,
     });
-    let out = target_dir().join("bench-soak.json");
-    match std::fs::write(
-        &out,
-        serde_json::to_string_pretty(&report).expect("JSON") + "\n",
-    ) {
-        Ok(()) => println!("  written to {}", out.display()),
-        Err(e) => eprintln!("cannot write {}: {e}", out.display()),
-    }
+    write_figures("bench-soak.json", &report);
 }

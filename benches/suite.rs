@@ -18,11 +18,11 @@
 //! The figures are printed and written to `<target>/bench-suite.json`. Arguments
 //! (`cargo bench` passes `--bench`) are ignored. Nothing is asserted.
 
-#[allow(dead_code)] // the percentiles are for the other benches
+#[allow(dead_code)] // each bench uses part of it
 mod support;
 use std::process::Command;
 use std::time::Instant;
-use support::target_dir;
+use support::write_figures;
 
 fn main() {
     let runs: usize = std::env::var("SUITE_RUNS")
@@ -106,10 +106,5 @@ fn main() {
         );
         rows.push(row);
     }
-    let path = target_dir().join("bench-suite.json");
-    let _ = std::fs::write(
-        &path,
-        serde_json::to_vec_pretty(&serde_json::json!({ "runs": rows })).unwrap_or_default(),
-    );
-    println!("figures: {}", path.display());
+    write_figures("bench-suite.json", &serde_json::json!({ "runs": rows }));
 }
