@@ -110,7 +110,7 @@ fn doctor_starts_the_virtual_lab_checks_every_wire_and_cleans_up() {
     assert!(item(&report, "virtual lab")["detail"]
         .as_str()
         .unwrap()
-        .contains("console /dev/pts/"));
+        .contains("/watch/console.tty"));
     // The doctor's scratch evidence is gone, and the lock is free again.
     let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .unwrap()

@@ -492,7 +492,7 @@ fn lab_up_prints_every_wire_takes_commands_and_leaves_nothing_behind() {
             "`{wire}` missing from:\n{out}"
         );
     }
-    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("/watch/console.tty"), "{out}");
     assert!(
         out.contains("SmsFromWatch"),
         "the poked watch answered:\n{out}"

@@ -270,6 +270,21 @@ fn disturbed_run(
     (code, s, hit, out)
 }
 
+/// The disturbed scenario is inconclusive (a rig error), and a later one passed:
+/// the strategy recovered the device after `what`.
+fn assert_hit_inconclusive_then_recovered(s: &[Scenario], hit: &str, what: &str) {
+    let first = verdict_of(s, hit);
+    assert_eq!(first.verdict, "inconclusive", "{}", table(s));
+    assert!(first.message.starts_with("RIG ERROR"), "{}", first.message);
+    assert!(
+        s.iter()
+            .filter(|x| x.at != hit)
+            .any(|x| x.verdict == "pass"),
+        "no scenario after the {what} passed:\n{}",
+        table(s)
+    );
+}
+
 fn verdict_of<'a>(s: &'a [Scenario], at: &str) -> &'a Scenario {
     s.iter()
         .find(|s| s.at == at)
@@ -313,16 +328,7 @@ fn an_unplugged_console_makes_the_scenario_inconclusive_and_the_next_one_recover
     let (code, s, hit, _out) = disturbed_run("t-fault-console", |pid, out| {
         unplug_and_replug(pid, out, Signal::SIGUSR1, "console")
     });
-    let first = verdict_of(&s, &hit);
-    assert_eq!(first.verdict, "inconclusive", "{}", table(&s));
-    assert!(first.message.starts_with("RIG ERROR"), "{}", first.message);
-    assert!(
-        s.iter()
-            .filter(|x| x.at != hit)
-            .any(|x| x.verdict == "pass"),
-        "no scenario after the replug passed:\n{}",
-        table(&s)
-    );
+    assert_hit_inconclusive_then_recovered(&s, &hit, "replug");
     assert_eq!(code, 2, "a run with an inconclusive scenario exits 2");
 }
 
@@ -366,15 +372,7 @@ fn a_dropped_cell_makes_the_scenario_inconclusive_and_the_next_one_recovers() {
     let (code, s, hit, out) = disturbed_run("t-fault-cell", |pid, out| {
         unplug_and_replug(pid, out, Signal::SIGUSR2, "modem")
     });
-    let first = verdict_of(&s, &hit);
-    assert_eq!(first.verdict, "inconclusive", "{}", table(&s));
-    assert!(
-        s.iter()
-            .filter(|x| x.at != hit)
-            .any(|x| x.verdict == "pass"),
-        "no scenario after the cell came back passed:\n{}",
-        table(&s)
-    );
+    assert_hit_inconclusive_then_recovered(&s, &hit, "cell came back");
     let modem = std::fs::read_to_string(out.path().join("modem.log")).unwrap();
     assert!(modem.contains("# line closed"), "the loss is on record");
     assert!(modem.contains("# line open again"), "and the return");
@@ -417,16 +415,7 @@ fn a_killed_watch_process_is_started_again_and_the_next_scenario_passes() {
         let watch = simulator_pid(pid, "watch").expect("the watch simulator runs");
         signal(watch, Signal::SIGKILL);
     });
-    let first = verdict_of(&s, &hit);
-    assert_eq!(first.verdict, "inconclusive", "{}", table(&s));
-    assert!(first.message.starts_with("RIG ERROR"), "{}", first.message);
-    assert!(
-        s.iter()
-            .filter(|x| x.at != hit)
-            .any(|x| x.verdict == "pass"),
-        "no scenario after the restart passed:\n{}",
-        table(&s)
-    );
+    assert_hit_inconclusive_then_recovered(&s, &hit, "restart");
     assert_eq!(code, 2);
     // The restart is on record.
     let r: serde_json::Value =
