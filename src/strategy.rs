@@ -60,8 +60,6 @@ pub struct Strategy {
     powered_on_at: u64,
     flashed_sha: Option<String>,
     parent_token: Option<String>,
-    /// The rig's fault count when the device's state was last established.
-    faults_seen: u64,
     /// The last recovery after an instrument fault: the fault count when it began
     /// and when the instruments were back.
     last_recovery: Option<(u64, u64)>,
@@ -91,7 +89,6 @@ impl Strategy {
             powered_on_at: 0,
             flashed_sha: None,
             parent_token: None,
-            faults_seen: 0,
             last_recovery: None,
             transitions: Vec::new(),
         }
@@ -139,7 +136,8 @@ impl Strategy {
         // device's state is not known: wait (bounded) for the instruments, then start
         // again from power-off and re-flash.
         let faults = rig.fault_count();
-        if faults != self.faults_seen || rig.check().is_err() {
+        let faults_seen = self.last_recovery.map_or(0, |(_, done)| done);
+        if faults != faults_seen || rig.check().is_err() {
             let since = std::time::Instant::now();
             // A watch simulator that died is started again (the lab's equivalent of
             // re-seating a device); its wires come back under the same names.
@@ -171,7 +169,6 @@ impl Strategy {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             self.last_recovery = Some((faults, rig.fault_count()));
-            self.faults_seen = rig.fault_count();
             self.flashed_sha = None;
             self.parent_token = None;
             self.enter(

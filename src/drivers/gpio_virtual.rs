@@ -124,12 +124,6 @@ impl Inner {
         let _ = self.evidence.append("gpio.log", s).await;
     }
 
-    /// A request connection lost: counted; the next request connects again.
-    fn lost(&self, detail: String) -> RigError {
-        self.losses.fetch_add(1, Ordering::SeqCst);
-        RigError::instrument(INSTRUMENT, detail)
-    }
-
     /// Send a request and wait for its answer.
     async fn request(&self, mut req: Value) -> RigResult<Value> {
         if let Some(b) = self.broken.lock().unwrap().clone() {
@@ -181,8 +175,10 @@ impl Inner {
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
+                // The next request connects again. A socket that is gone is
+                // counted once, by the event connection, which sees it too.
                 *guard = None;
-                Err(self.lost(e))
+                Err(RigError::instrument(INSTRUMENT, e))
             }
             Err(_) => Err(RigError::instrument(
                 INSTRUMENT,

@@ -95,9 +95,8 @@ pub struct RigWorld {
     /// a step that changes lasting device state registers how to put it back, so the
     /// next scenario starts from a known state even after a failure.
     pub cleanups: Vec<Cleanup>,
-    /// The rig's fault count when the scenario started ([`Rig::fault_count`]).
-    pub faults_at_start: u64,
-    /// The same by instrument ([`Rig::fault_counts`]), to name what failed.
+    /// The rig's fault counts by instrument when the scenario started
+    /// ([`Rig::fault_counts`]).
     pub fault_counts_at_start: Vec<(&'static str, u64)>,
 }
 
@@ -157,7 +156,6 @@ impl RigWorld {
             .ok_or_else(|| RigError::Other("no run context installed".into()))?;
         let started = ctx.clock.now();
         let fault_counts_at_start = ctx.rig.fault_counts();
-        let faults_at_start = fault_counts_at_start.iter().map(|(_, n)| n).sum();
         Ok(RigWorld {
             ctx,
             started,
@@ -168,30 +166,31 @@ impl RigWorld {
             position: None,
             scratch: HashMap::new(),
             cleanups: Vec::new(),
-            faults_at_start,
             fault_counts_at_start,
         })
     }
 
     /// Why the scenario's verdict cannot be trusted, if the rig had an instrument
     /// fault while it ran (a line lost, even if it came back) or is faulty now.
-    /// Faults the strategy recovered from while bringing the device up for this
-    /// scenario (power-off, re-flash, boot) happened before anything was observed
-    /// and do not count.
+    /// A recovery by the strategy that began with no fault newer than the scenario's
+    /// start (it recovered from an earlier scenario's faults) excuses what it counted
+    /// up to its end; one that began after a fault in this scenario excuses nothing.
     pub async fn rig_fault(&self) -> Option<String> {
         let rig = &self.ctx.rig;
         let now = rig.check().err();
-        // A recovery that began with no fault newer than the scenario's start
-        // recovered from faults before it; what it counted up to its end is excused.
-        // One that began after a fault in the scenario excuses nothing.
+        let counts = rig.fault_counts();
+        let at_start: u64 = self.fault_counts_at_start.iter().map(|(_, n)| n).sum();
         let baseline = match self.ctx.strategy.lock().await.last_recovery() {
-            Some((began, done)) if began <= self.faults_at_start => self.faults_at_start.max(done),
-            _ => self.faults_at_start,
+            Some((began, done)) if began <= at_start => at_start.max(done),
+            _ => at_start,
         };
-        let lost = rig.fault_count().saturating_sub(baseline);
+        let lost = counts
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<u64>()
+            .saturating_sub(baseline);
         // Which instruments: those whose count grew since the scenario began.
-        let which: Vec<String> = rig
-            .fault_counts()
+        let which: Vec<String> = counts
             .into_iter()
             .filter_map(|(name, n)| {
                 let before = self
